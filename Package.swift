@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+// xtrain: training and fine-tuning of InternLM-XComposer-style vision-language models, on the CPU.
+import PackageDescription
+
+// Vector code needs a target CPU: x86-64 builds assume AVX2 and FMA (Haswell and later).
+#if arch(x86_64)
+let cpuFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let cpuFlags: [SwiftSetting] = []
+#endif
+
+let package = Package(
+    name: "xtrain",
+    products: [
+        .executable(name: "xtrain", targets: ["xtrain"]),
+        .library(name: "Tensors", targets: ["Tensors"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries, as Debian installs them (paths from pkg-config).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+
+        // Float32 tensors and hand-written forward/backward kernels.
+        .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
+
+        // The command-line tool.
+        .executableTarget(
+            name: "xtrain",
+            dependencies: [
+                "Tensors", "CBLAS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: cpuFlags
+        ),
+
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "SystemLibrariesTests", dependencies: ["CBLAS", "CZstd", "CHDF5"]),
+    ],
+    // Kernels hand raw pointers to their parallel chunks; the Swift 5 mode keeps that free of Sendable ceremony.
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,126 @@
+import Foundation
+
+/// Elementwise kernels: GELU (erf), SiLU, the SwiGLU product, dropout and the residual add.
+
+/// Elements per chunk before elementwise work is split over threads.
+@usableFromInline let elementwiseGrain = 1 << 15
+
+/// out = 0.5 * x * (1 + erf(x / sqrt 2)), the exact GELU. out and inp have the same shape.
+public func geluForward(out: Tensor, inp: Tensor) {
+    out.expectSameShape(inp, "geluForward out vs inp")
+    Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
+        for i in range {
+            let x = inp.data[i]
+            out.data[i] = 0.5 * x * (1 + erf(x * Float(0.5.squareRoot())))
+        }
+    }
+}
+
+/// dinp += dout * (Phi(x) + x * phi(x)), Phi and phi the standard normal CDF and density.
+public func geluBackward(dinp: Tensor, dout: Tensor, inp: Tensor) {
+    dinp.expectSameShape(inp, "geluBackward dinp vs inp"); dout.expectSameShape(inp, "geluBackward dout vs inp")
+    let invSqrt2Pi = Float(1 / (2 * Double.pi).squareRoot())
+    Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
+        for i in range {
+            let x = inp.data[i]
+            let cdf = 0.5 * (1 + erf(x * Float(0.5.squareRoot())))
+            dinp.data[i] += dout.data[i] * (cdf + x * invSqrt2Pi * fastExp(-0.5 * x * x))
+        }
+    }
+}
+
+@inlinable
+func sigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
+
+/// out = x * sigmoid(x).
+public func siluForward(out: Tensor, inp: Tensor) {
+    out.expectSameShape(inp, "siluForward out vs inp")
+    Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
+        for i in range { let x = inp.data[i]; out.data[i] = x * sigmoid(x) }
+    }
+}
+
+/// dinp += dout * sigmoid(x) * (1 + x * (1 - sigmoid(x))).
+public func siluBackward(dinp: Tensor, dout: Tensor, inp: Tensor) {
+    dinp.expectSameShape(inp, "siluBackward dinp vs inp"); dout.expectSameShape(inp, "siluBackward dout vs inp")
+    Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
+        for i in range {
+            let x = inp.data[i], s = sigmoid(x)
+            dinp.data[i] += dout.data[i] * s * (1 + x * (1 - s))
+        }
+    }
+}
+
+/// The gated FFN product of LLaMA's MLP: out (N, F) = silu(gate) * up, all three the same shape.
+public func swigluForward(out: Tensor, gate: Tensor, up: Tensor) {
+    out.expectSameShape(gate, "swigluForward out vs gate"); up.expectSameShape(gate, "swigluForward up vs gate")
+    Parallel.chunks(gate.count, grain: elementwiseGrain) { range in
+        for i in range { let g = gate.data[i]; out.data[i] = g * sigmoid(g) * up.data[i] }
+    }
+}
+
+/// dgate += dout * up * silu'(gate), dup += dout * silu(gate).
+public func swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor) {
+    for (t, name) in [(dgate, "dgate"), (dup, "dup"), (dout, "dout"), (up, "up")] {
+        t.expectSameShape(gate, "swigluBackward \(name) vs gate")
+    }
+    Parallel.chunks(gate.count, grain: elementwiseGrain) { range in
+        for i in range {
+            let g = gate.data[i], s = sigmoid(g), dy = dout.data[i]
+            dgate.data[i] += dy * up.data[i] * s * (1 + g * (1 - s))
+            dup.data[i] += dy * g * s
+        }
+    }
+}
+
+/// Inverted dropout: out = inp * keep / (1 - p), keep[i] = (uniform_i >= p) drawn from `stream`, so
+/// backward regenerates the same mask instead of storing it. p = 0 copies.
+public func dropoutForward(out: Tensor, inp: Tensor, p: Float, stream: RandomStream) {
+    out.expectSameShape(inp, "dropoutForward out vs inp")
+    applyDropoutMask(out: out, inp: inp, p: p, stream: stream, accumulate: false)
+}
+
+/// dinp += dout * keep / (1 - p) with the mask of the forward pass's `stream`.
+public func dropoutBackward(dinp: Tensor, dout: Tensor, p: Float, stream: RandomStream) {
+    dinp.expectSameShape(dout, "dropoutBackward dinp vs dout")
+    applyDropoutMask(out: dinp, inp: dout, p: p, stream: stream, accumulate: true)
+}
+
+private func applyDropoutMask(out: Tensor, inp: Tensor, p: Float, stream: RandomStream, accumulate: Bool) {
+    precondition(p >= 0 && p < 1, "dropout: probability \(p) is outside [0, 1)")
+    let scale = 1 / (1 - p)
+    // Chunks start on multiples of 4, so each Philox block is drawn once.
+    let blocks = (inp.count + 3) / 4
+    Parallel.chunks(blocks, grain: elementwiseGrain / 4) { range in
+        for block in range {
+            let words = Philox.block(key: stream.seed, stream: stream.stream, index: UInt64(block))
+            for j in 0 ..< min(4, inp.count - 4 * block) {
+                let i = 4 * block + j
+                let kept = p == 0 || Philox.unitFloat(words[j]) >= p ? inp.data[i] * scale : 0
+                out.data[i] = accumulate ? out.data[i] + kept : kept
+            }
+        }
+    }
+}
+
+/// out = a + b, all the same shape.
+public func residualForward(out: Tensor, a: Tensor, b: Tensor) {
+    out.expectSameShape(a, "residualForward out vs a"); b.expectSameShape(a, "residualForward b vs a")
+    Parallel.chunks(a.count, grain: elementwiseGrain) { range in
+        for i in range { out.data[i] = a.data[i] + b.data[i] }
+    }
+}
+
+/// da += dout and db += dout.
+public func residualBackward(da: Tensor, db: Tensor, dout: Tensor) {
+    accumulate(into: da, dout)
+    accumulate(into: db, dout)
+}
+
+/// acc += x, the same shape.
+public func accumulate(into acc: Tensor, _ x: Tensor) {
+    acc.expectSameShape(x, "accumulate acc vs x")
+    Parallel.chunks(x.count, grain: elementwiseGrain) { range in
+        for i in range { acc.data[i] += x.data[i] }
+    }
+}

@@ -1,0 +1,107 @@
+/// LayerNorm (ViT, Q-Former) and RMSNorm (decoder), per row of the last dimension.
+
+/// out (N, C) = (inp - mean) * rstd * weight + bias per row; mean (N) and rstd (N) are kept for backward.
+public func layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, eps: Float) {
+    let n = inp.rows, c = inp.columns
+    out.expectSameShape(inp, "layerNormForward out vs inp")
+    weight.expect([c], "layerNormForward weight"); bias.expect([c], "layerNormForward bias")
+    mean.expect([n], "layerNormForward mean"); rstd.expect([n], "layerNormForward rstd")
+    Parallel.chunks(n, grain: max(1, 8192 / max(c, 1))) { rows in
+        for r in rows {
+            let x = inp.data + r * c, y = out.data + r * c
+            var sum: Float = 0
+            for j in 0 ..< c { sum += x[j] }
+            let m = sum / Float(c)
+            var sq: Float = 0
+            for j in 0 ..< c { let d = x[j] - m; sq += d * d }
+            let s = 1 / (sq / Float(c) + eps).squareRoot()
+            for j in 0 ..< c { y[j] = (x[j] - m) * s * weight.data[j] + bias.data[j] }
+            mean.data[r] = m
+            rstd.data[r] = s
+        }
+    }
+}
+
+/// Accumulates dinp (N, C), dweight (C) += sum of dout * xhat, dbias (C) += sum of dout; nil ones are skipped.
+public func layerNormBackward(dinp: Tensor?, dweight: Tensor?, dbias: Tensor?,
+                              dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor) {
+    let n = inp.rows, c = inp.columns
+    dout.expectSameShape(inp, "layerNormBackward dout vs inp")
+    if let dinp {
+        dinp.expectSameShape(inp, "layerNormBackward dinp vs inp")
+        Parallel.chunks(n, grain: max(1, 8192 / max(c, 1))) { rows in
+            for r in rows {
+                let x = inp.data + r * c, dy = dout.data + r * c, dx = dinp.data + r * c
+                let m = mean.data[r], s = rstd.data[r]
+                // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight.
+                var gMean: Float = 0, gxMean: Float = 0
+                for j in 0 ..< c {
+                    let g = dy[j] * weight.data[j]
+                    gMean += g
+                    gxMean += g * (x[j] - m) * s
+                }
+                gMean /= Float(c)
+                gxMean /= Float(c)
+                for j in 0 ..< c { dx[j] += s * (dy[j] * weight.data[j] - gMean - (x[j] - m) * s * gxMean) }
+            }
+        }
+    }
+    if dweight != nil || dbias != nil {
+        if let dweight { dweight.expect([c], "layerNormBackward dweight") }
+        if let dbias { dbias.expect([c], "layerNormBackward dbias") }
+        Parallel.chunks(c, grain: max(16, (1 << 16) / max(1, n))) { cols in
+            for r in 0 ..< n {
+                let x = inp.data + r * c, dy = dout.data + r * c
+                let m = mean.data[r], s = rstd.data[r]
+                if let dweight { for j in cols { dweight.data[j] += dy[j] * (x[j] - m) * s } }
+                if let dbias { for j in cols { dbias.data[j] += dy[j] } }
+            }
+        }
+    }
+}
+
+/// out (N, C) = inp * rstd * weight with rstd = 1 / sqrt(mean(inp^2) + eps) per row, kept in rstd (N).
+public func rmsNormForward(out: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, eps: Float) {
+    let n = inp.rows, c = inp.columns
+    out.expectSameShape(inp, "rmsNormForward out vs inp")
+    weight.expect([c], "rmsNormForward weight"); rstd.expect([n], "rmsNormForward rstd")
+    Parallel.chunks(n, grain: max(1, 8192 / max(c, 1))) { rows in
+        for r in rows {
+            let x = inp.data + r * c, y = out.data + r * c
+            var sq: Float = 0
+            for j in 0 ..< c { sq += x[j] * x[j] }
+            let s = 1 / (sq / Float(c) + eps).squareRoot()
+            for j in 0 ..< c { y[j] = x[j] * s * weight.data[j] }
+            rstd.data[r] = s
+        }
+    }
+}
+
+/// Accumulates dinp (N, C) += rstd * (g - xhat * mean(g * xhat)) with g = dout * weight, and
+/// dweight (C) += sum of dout * xhat; nil ones are skipped.
+public func rmsNormBackward(dinp: Tensor?, dweight: Tensor?, dout: Tensor, inp: Tensor, weight: Tensor, rstd: Tensor) {
+    let n = inp.rows, c = inp.columns
+    dout.expectSameShape(inp, "rmsNormBackward dout vs inp")
+    if let dinp {
+        dinp.expectSameShape(inp, "rmsNormBackward dinp vs inp")
+        Parallel.chunks(n, grain: max(1, 8192 / max(c, 1))) { rows in
+            for r in rows {
+                let x = inp.data + r * c, dy = dout.data + r * c, dx = dinp.data + r * c
+                let s = rstd.data[r]
+                var gxMean: Float = 0
+                for j in 0 ..< c { gxMean += dy[j] * weight.data[j] * x[j] * s }
+                gxMean /= Float(c)
+                for j in 0 ..< c { dx[j] += s * (dy[j] * weight.data[j] - x[j] * s * gxMean) }
+            }
+        }
+    }
+    if let dweight {
+        dweight.expect([c], "rmsNormBackward dweight")
+        Parallel.chunks(c, grain: max(16, (1 << 16) / max(1, n))) { cols in
+            for r in 0 ..< n {
+                let x = inp.data + r * c, dy = dout.data + r * c, s = rstd.data[r]
+                for j in cols { dweight.data[j] += dy[j] * x[j] * s }
+            }
+        }
+    }
+}

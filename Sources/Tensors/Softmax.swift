@@ -1,0 +1,93 @@
+import Foundation
+
+/// Softmax over rows, and cross-entropy over logits fused with its softmax in backward.
+
+/// out (N, C) = softmax of each row of inp (N, C).
+public func softmaxForward(out: Tensor, inp: Tensor) {
+    out.expectSameShape(inp, "softmaxForward out vs inp")
+    let c = inp.columns
+    Parallel.chunks(inp.rows, grain: max(1, 8192 / max(c, 1))) { rows in
+        for r in rows { softmaxRow(out.data + r * c, inp.data + r * c, c) }
+    }
+}
+
+/// dinp (N, C) += out * (dout - sum(dout * out)) per row, from the forward output.
+public func softmaxBackward(dinp: Tensor, dout: Tensor, out: Tensor) {
+    dinp.expectSameShape(out, "softmaxBackward dinp vs out"); dout.expectSameShape(out, "softmaxBackward dout vs out")
+    let c = out.columns
+    Parallel.chunks(out.rows, grain: max(1, 8192 / max(c, 1))) { rows in
+        for r in rows {
+            let y = out.data + r * c, dy = dout.data + r * c, dx = dinp.data + r * c
+            var dot: Float = 0
+            for j in 0 ..< c { dot += y[j] * dy[j] }
+            for j in 0 ..< c { dx[j] += y[j] * (dy[j] - dot) }
+        }
+    }
+}
+
+/// y (c) = softmax(x (c)); y may be x.
+@inlinable
+func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ c: Int) {
+    var m = -Float.infinity
+    for j in 0 ..< c { m = max(m, x[j]) }
+    var sum: Float = 0
+    for j in 0 ..< c { let e = fastExp(x[j] - m); y[j] = e; sum += e }
+    let inv = 1 / sum
+    for j in 0 ..< c { y[j] *= inv }
+}
+
+/// The label value whose positions count for nothing (PyTorch's and Hugging Face's -100).
+public let ignoreIndex: Int32 = -100
+
+/// losses (N) = logsumexp(logits row) - logits[target] for each row of logits (N, V), 0 where the target
+/// is `ignoreIndex`. Returns the mean over the counted rows (0 if none) and how many rows counted.
+@discardableResult
+public func crossEntropyForward(losses: Tensor, logits: Tensor, targets: [Int32]) -> (loss: Float, counted: Int) {
+    let n = logits.rows, v = logits.columns
+    losses.expect([n], "crossEntropyForward losses")
+    precondition(targets.count == n, "crossEntropyForward: \(targets.count) targets for logits \(logits.shape)")
+    targets.withUnsafeBufferPointer { targets in
+        for (i, t) in targets.enumerated() {
+            precondition(t == ignoreIndex || (t >= 0 && Int(t) < v), "crossEntropyForward: target \(t) at row \(i) is outside the vocabulary of \(v)")
+        }
+        Parallel.chunks(n, grain: max(1, 8192 / max(v, 1))) { rows in
+            for r in rows {
+                guard targets[r] != ignoreIndex else { losses.data[r] = 0; continue }
+                let x = logits.data + r * v
+                var m = -Float.infinity
+                for j in 0 ..< v { m = max(m, x[j]) }
+                var sum: Float = 0
+                for j in 0 ..< v { sum += fastExp(x[j] - m) }
+                losses.data[r] = (m + log(sum)) - x[Int(targets[r])]
+            }
+        }
+    }
+    var total = 0.0, counted = 0
+    for r in 0 ..< n where targets[r] != ignoreIndex {
+        total += Double(losses.data[r])
+        counted += 1
+    }
+    return (counted == 0 ? 0 : Float(total / Double(counted)), counted)
+}
+
+/// dlogits (N, V) += scale * (softmax(logits row) - onehot(target)) for counted rows; for the mean loss,
+/// scale = dloss / counted.
+public func crossEntropyBackward(dlogits: Tensor, logits: Tensor, targets: [Int32], scale: Float) {
+    dlogits.expectSameShape(logits, "crossEntropyBackward dlogits vs logits")
+    let n = logits.rows, v = logits.columns
+    precondition(targets.count == n, "crossEntropyBackward: \(targets.count) targets for logits \(logits.shape)")
+    targets.withUnsafeBufferPointer { targets in
+        Parallel.chunks(n, grain: max(1, 8192 / max(v, 1))) { rows in
+            for r in rows where targets[r] != ignoreIndex {
+                let x = logits.data + r * v, dx = dlogits.data + r * v
+                var m = -Float.infinity
+                for j in 0 ..< v { m = max(m, x[j]) }
+                var sum: Float = 0
+                for j in 0 ..< v { sum += fastExp(x[j] - m) }
+                let k = scale / sum
+                for j in 0 ..< v { dx[j] += k * fastExp(x[j] - m) }
+                dx[Int(targets[r])] -= scale
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+
+struct XTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "xtrain",
+        abstract: "Train and fine-tune InternLM-XComposer-style vision-language models on the CPU.",
+        subcommands: [Bench.self]
+    )
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure xtrain's speed against baselines run side by side in the same process.",
+        subcommands: [BenchKernels.self]
+    )
+}
