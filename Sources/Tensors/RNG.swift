@@ -36,6 +36,11 @@ public struct RandomStream: Sendable, Equatable {
     public let seed: UInt64
     public let stream: UInt64
 
+    public init(seed: UInt64, stream: UInt64) {
+        self.seed = seed
+        self.stream = stream
+    }
+
     /// The uniform Float in [0, 1) for element `index` of this stream.
     @inlinable
     public func uniform(_ index: Int) -> Float {
