@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .executable(name: "xtrain", targets: ["xtrain"]),
         .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "Models", targets: ["Models"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -27,17 +28,21 @@ let package = Package(
         // Float32 tensors and hand-written forward/backward kernels.
         .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
 
+        // The model: ViT, Perceive Sampler, decoder; configs, parameter registry, safetensors.
+        .target(name: "Models", dependencies: ["Tensors"], swiftSettings: cpuFlags),
+
         // The command-line tool.
         .executableTarget(
             name: "xtrain",
             dependencies: [
-                "Tensors", "CBLAS",
+                "Tensors", "Models", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags
         ),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CBLAS", "CZstd", "CHDF5"]),
     ],
     // Kernels hand raw pointers to their parallel chunks; the Swift 5 mode keeps that free of Sendable ceremony.

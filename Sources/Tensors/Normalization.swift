@@ -5,7 +5,7 @@ public func layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tenso
     let n = inp.rows, c = inp.columns
     out.expectSameShape(inp, "layerNormForward out vs inp")
     weight.expect([c], "layerNormForward weight"); bias.expect([c], "layerNormForward bias")
-    mean.expect([n], "layerNormForward mean"); rstd.expect([n], "layerNormForward rstd")
+    precondition(mean.count == n && rstd.count == n, "layerNormForward: mean \(mean.shape) and rstd \(rstd.shape) need \(n) elements for inp \(inp.shape)")
     Parallel.chunks(n, grain: max(1, 8192 / max(c, 1))) { rows in
         for r in rows {
             let x = inp.data + r * c, y = out.data + r * c
@@ -64,7 +64,8 @@ public func layerNormBackward(dinp: Tensor?, dweight: Tensor?, dbias: Tensor?,
 public func rmsNormForward(out: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, eps: Float) {
     let n = inp.rows, c = inp.columns
     out.expectSameShape(inp, "rmsNormForward out vs inp")
-    weight.expect([c], "rmsNormForward weight"); rstd.expect([n], "rmsNormForward rstd")
+    weight.expect([c], "rmsNormForward weight")
+    precondition(rstd.count == n, "rmsNormForward: rstd \(rstd.shape) needs \(n) elements for inp \(inp.shape)")
     Parallel.chunks(n, grain: max(1, 8192 / max(c, 1))) { rows in
         for r in rows {
             let x = inp.data + r * c, y = out.data + r * c

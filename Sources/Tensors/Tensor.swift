@@ -48,6 +48,14 @@ public struct Tensor: @unchecked Sendable {
         self.init(shape: shape, count: count, data: storage.base + offset, storage: storage)
     }
 
+    /// A shape without elements, for measuring a model (counting a 7B model's parameters or planning its
+    /// activations must not allocate tens of gigabytes). Its elements must never be read or written.
+    public static func unallocated(_ shape: [Int]) -> Tensor {
+        Tensor(shape: shape, count: elementCount(shape), data: noElements.base, storage: noElements)
+    }
+
+    private static let noElements = TensorStorage(count: 0)
+
     private init(shape: [Int], count: Int, data: UnsafeMutablePointer<Float>, storage: TensorStorage) {
         self.shape = shape
         self.count = count
@@ -137,16 +145,31 @@ public final class Arena {
     /// The most elements one pass (between resets) has used, alignment included.
     public private(set) var peakElements = 0
 
+    /// Whether this arena only counts: it hands out unallocated tensors and allocates nothing.
+    public let measuring: Bool
+
     /// `initialCapacity` elements are allocated up front; later blocks are at least `minimumBlock` big.
     public init(initialCapacity: Int = 0, minimumBlock: Int = 1 << 20) {
         self.minimumBlock = minimumBlock
+        measuring = false
         if initialCapacity > 0 { addBlock(initialCapacity) }
+    }
+
+    /// An arena that only measures: `peakElements` tells how much a plan would need.
+    public init(measuring: Void) {
+        minimumBlock = 0
+        self.measuring = true
     }
 
     /// A zero-filled tensor of `shape`, 64-byte aligned, valid until the arena is reset.
     public func tensor(_ shape: [Int]) -> Tensor {
         let count = Tensor.elementCount(shape)
         let aligned = (count + 15) & ~15
+        if measuring {
+            usedInPass += aligned
+            peakElements = max(peakElements, usedInPass)
+            return Tensor.unallocated(shape)
+        }
         while blockIndex < blocks.count, offset + aligned > blocks[blockIndex].count {
             blockIndex += 1
             offset = 0

@@ -1,0 +1,173 @@
+import Tensors
+
+/// The InternLM decoder (Hugging Face `LlamaForCausalLM` with `attention_bias`): token embedding, pre-norm
+/// blocks `x + attn(RMSNorm x)`, `x + mlp(RMSNorm x)` with rotary q/k, causal attention and a SwiGLU FFN,
+/// a final RMSNorm and an untied `lm_head`.
+public final class TextDecoder {
+    public let config: TextConfig
+    let embedTokens: Param            // (V, D)
+    let layers: [Layer]
+    let norm: NormParams
+    let lmHead: LinearParams          // (V, D), no bias
+    let rotary: RotaryTable
+    let eps: Float
+
+    struct Layer {
+        let qProj, kProj, vProj, oProj: LinearParams   // (D, D) each, biases when attention_bias
+        let gateProj, upProj, downProj: LinearParams   // (I, D), (I, D), (D, I)
+        let inputNorm, postAttentionNorm: NormParams
+    }
+
+    /// Declares `language_model.*` in Hugging Face's order.
+    init(_ config: TextConfig, _ b: ParameterBuilder) {
+        self.config = config
+        b.part = .decoder
+        let d = config.hiddenSize, i = config.intermediateSize, bias = config.attentionBias
+        embedTokens = b.param("language_model.model.embed_tokens.weight", [config.vocabSize, d])
+        layers = (0 ..< config.numHiddenLayers).map { l in
+            let name = "language_model.model.layers.\(l)."
+            return Layer(qProj: b.linear(name + "self_attn.q_proj", in: d, out: d, bias: bias),
+                         kProj: b.linear(name + "self_attn.k_proj", in: d, out: d, bias: bias),
+                         vProj: b.linear(name + "self_attn.v_proj", in: d, out: d, bias: bias),
+                         oProj: b.linear(name + "self_attn.o_proj", in: d, out: d, bias: bias),
+                         gateProj: b.linear(name + "mlp.gate_proj", in: d, out: i, bias: false),
+                         upProj: b.linear(name + "mlp.up_proj", in: d, out: i, bias: false),
+                         downProj: b.linear(name + "mlp.down_proj", in: i, out: d, bias: false),
+                         inputNorm: b.norm(name + "input_layernorm", d, bias: false),
+                         postAttentionNorm: b.norm(name + "post_attention_layernorm", d, bias: false))
+        }
+        norm = b.norm("language_model.model.norm", d, bias: false)
+        lmHead = b.linear("language_model.lm_head", in: d, out: config.vocabSize, bias: false)
+        rotary = RotaryTable(headDim: config.headDim, maxPositions: b.allocated == nil ? 0 : config.maxPositionEmbeddings, base: config.ropeTheta)
+        eps = Float(config.rmsNormEps)
+    }
+
+    /// RMSNorm output and its per-row statistic.
+    struct NormActivations {
+        let out, rstd: Tensor
+
+        init(_ arena: Arena, _ shape: [Int]) {
+            out = arena.tensor(shape)
+            rstd = arena.tensor([shape.dropLast().reduce(1, *)])
+        }
+    }
+
+    struct LayerActivations {
+        let inputNorm, postAttentionNorm: NormActivations   // (B, T, D)
+        let q, k, v: Tensor             // (B, T, D), q and k after rotation
+        let probs: Tensor               // (B, H, T, T)
+        let context, attnOut, residual1: Tensor   // (B, T, D)
+        let gate, up, gated: Tensor     // (B, T, I)
+        let mlpOut, residual2: Tensor   // (B, T, D)
+    }
+
+    /// What forward keeps for a batch of B sequences of T tokens.
+    struct Activations {
+        let embeddings: Tensor          // (B, T, D) the input, with image features spliced in
+        let keyMask: Tensor             // (B, T) 1 for real tokens, 0 for padding
+        let layers: [LayerActivations]
+        let finalNorm: NormActivations  // (B, T, D)
+        let logits: Tensor              // (B, T, V)
+        let losses: Tensor              // (B*T) per-position cross-entropy
+
+        init(_ arena: Arena, batch b: Int, length t: Int, _ c: TextConfig) {
+            let (d, i, h, v) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads, c.vocabSize)
+            embeddings = arena.tensor([b, t, d])
+            keyMask = arena.tensor([b, t])
+            layers = (0 ..< c.numHiddenLayers).map { _ in
+                LayerActivations(inputNorm: NormActivations(arena, [b, t, d]), postAttentionNorm: NormActivations(arena, [b, t, d]),
+                                 q: arena.tensor([b, t, d]), k: arena.tensor([b, t, d]), v: arena.tensor([b, t, d]),
+                                 probs: arena.tensor([b, h, t, t]), context: arena.tensor([b, t, d]), attnOut: arena.tensor([b, t, d]),
+                                 residual1: arena.tensor([b, t, d]), gate: arena.tensor([b, t, i]), up: arena.tensor([b, t, i]),
+                                 gated: arena.tensor([b, t, i]), mlpOut: arena.tensor([b, t, d]), residual2: arena.tensor([b, t, d]))
+            }
+            finalNorm = NormActivations(arena, [b, t, d])
+            logits = arena.tensor([b, t, v])
+            losses = arena.tensor([b * t])
+        }
+    }
+
+    func attentionShape(batch b: Int, length t: Int) -> AttentionShape {
+        AttentionShape(batch: b, queryLength: t, keyLength: t, heads: config.numAttentionHeads, headDim: config.headDim, causal: true)
+    }
+
+    /// Token ids (B*T) -> token embeddings `a.embeddings` (B, T, D).
+    func embed(_ a: Activations, tokens: [Int32]) {
+        embeddingForward(out: a.embeddings.reshaped([tokens.count, config.hiddenSize]), ids: tokens, table: embedTokens.value)
+    }
+
+    /// a.embeddings (B, T, D) -> a.logits (B, T, V); returns the mean cross-entropy over the counted targets
+    /// (targets[b*T + t] is the token position t should predict, or `ignoreIndex`).
+    func forward(_ a: Activations, targets: [Int32]) -> (loss: Float, counted: Int) {
+        let (b, t, h) = (a.embeddings.shape[0], a.embeddings.shape[1], config.numAttentionHeads)
+        let shape = attentionShape(batch: b, length: t)
+        var x = a.embeddings
+        for (layer, act) in zip(layers, a.layers) {
+            rmsNormForward(out: act.inputNorm.out, rstd: act.inputNorm.rstd, inp: x, weight: layer.inputNorm.weight.value, eps: eps)
+            layer.qProj.forward(act.q, act.inputNorm.out)
+            layer.kProj.forward(act.k, act.inputNorm.out)
+            layer.vProj.forward(act.v, act.inputNorm.out)
+            rotaryForward(x: act.q, heads: h, table: rotary)
+            rotaryForward(x: act.k, heads: h, table: rotary)
+            attentionForward(out: act.context, probs: act.probs, q: HeadSlice(act.q), k: HeadSlice(act.k), v: HeadSlice(act.v), keyMask: a.keyMask, shape: shape)
+            layer.oProj.forward(act.attnOut, act.context)
+            residualForward(out: act.residual1, a: x, b: act.attnOut)
+            rmsNormForward(out: act.postAttentionNorm.out, rstd: act.postAttentionNorm.rstd, inp: act.residual1, weight: layer.postAttentionNorm.weight.value, eps: eps)
+            layer.gateProj.forward(act.gate, act.postAttentionNorm.out)
+            layer.upProj.forward(act.up, act.postAttentionNorm.out)
+            swigluForward(out: act.gated, gate: act.gate, up: act.up)
+            layer.downProj.forward(act.mlpOut, act.gated)
+            residualForward(out: act.residual2, a: act.residual1, b: act.mlpOut)
+            x = act.residual2
+        }
+        rmsNormForward(out: a.finalNorm.out, rstd: a.finalNorm.rstd, inp: x, weight: norm.weight.value, eps: eps)
+        lmHead.forward(a.logits, a.finalNorm.out)
+        return crossEntropyForward(losses: a.losses, logits: a.logits.reshaped([b * t, config.vocabSize]), targets: targets)
+    }
+
+    /// Accumulates the parameter gradients (of trainable parts) for loss * `scale` and returns d embeddings
+    /// (B, T, D); the token embedding's own gradient is left to `embedBackward`, after image rows are cut out.
+    func backward(_ a: Activations, targets: [Int32], scale: Float, arena: Arena) -> Tensor {
+        let (b, t, d, i, h) = (a.embeddings.shape[0], a.embeddings.shape[1], config.hiddenSize, config.intermediateSize, config.numAttentionHeads)
+        let shape = attentionShape(batch: b, length: t)
+        let dlogits = arena.tensor([b, t, config.vocabSize])
+        let dx = arena.tensor([b, t, d]), dnorm = arena.tensor([b, t, d]), dcontext = arena.tensor([b, t, d])
+        let dq = arena.tensor([b, t, d]), dk = arena.tensor([b, t, d]), dv = arena.tensor([b, t, d])
+        let dgate = arena.tensor([b, t, i]), dup = arena.tensor([b, t, i]), dgated = arena.tensor([b, t, i])
+        let scratch = arena.tensor([shape.backwardScratchCount])
+        crossEntropyBackward(dlogits: dlogits.reshaped([b * t, config.vocabSize]), logits: a.logits.reshaped([b * t, config.vocabSize]), targets: targets, scale: scale)
+        lmHead.backward(dinp: dnorm, dout: dlogits, inp: a.finalNorm.out)
+        let last = a.layers.last?.residual2 ?? a.embeddings
+        rmsNormBackward(dinp: dx, dweight: norm.weight.grad, dout: dnorm, inp: last, weight: norm.weight.value, rstd: a.finalNorm.rstd)
+        for l in stride(from: layers.count - 1, through: 0, by: -1) {
+            let layer = layers[l], act = a.layers[l]
+            let input = l == 0 ? a.embeddings : a.layers[l - 1].residual2
+            // residual2 = residual1 + down(silu(gate(n)) * up(n)), n = RMSNorm(residual1).
+            dgated.zero(); dgate.zero(); dup.zero(); dnorm.zero()
+            layer.downProj.backward(dinp: dgated, dout: dx, inp: act.gated)
+            swigluBackward(dgate: dgate, dup: dup, dout: dgated, gate: act.gate, up: act.up)
+            layer.gateProj.backward(dinp: dnorm, dout: dgate, inp: act.postAttentionNorm.out)
+            layer.upProj.backward(dinp: dnorm, dout: dup, inp: act.postAttentionNorm.out)
+            rmsNormBackward(dinp: dx, dweight: layer.postAttentionNorm.weight.grad, dout: dnorm, inp: act.residual1,
+                            weight: layer.postAttentionNorm.weight.value, rstd: act.postAttentionNorm.rstd)
+            // residual1 = input + o(attention(rope(q(n)), rope(k(n)), v(n))), n = RMSNorm(input).
+            dcontext.zero(); dq.zero(); dk.zero(); dv.zero(); dnorm.zero()
+            layer.oProj.backward(dinp: dcontext, dout: dx, inp: act.context)
+            attentionBackward(dq: HeadSlice(dq), dk: HeadSlice(dk), dv: HeadSlice(dv), scratch: scratch, dout: dcontext, probs: act.probs,
+                              q: HeadSlice(act.q), k: HeadSlice(act.k), v: HeadSlice(act.v), shape: shape)
+            rotaryBackward(dx: dq, heads: h, table: rotary)
+            rotaryBackward(dx: dk, heads: h, table: rotary)
+            layer.qProj.backward(dinp: dnorm, dout: dq, inp: act.inputNorm.out)
+            layer.kProj.backward(dinp: dnorm, dout: dk, inp: act.inputNorm.out)
+            layer.vProj.backward(dinp: dnorm, dout: dv, inp: act.inputNorm.out)
+            rmsNormBackward(dinp: dx, dweight: layer.inputNorm.weight.grad, dout: dnorm, inp: input, weight: layer.inputNorm.weight.value, rstd: act.inputNorm.rstd)
+        }
+        return dx
+    }
+
+    /// Accumulates the token embedding's gradient from d embeddings (B, T, D).
+    func embedBackward(dembeddings: Tensor, tokens: [Int32]) {
+        guard let grad = embedTokens.grad else { return }
+        embeddingBackward(dtable: grad, dout: dembeddings.reshaped([tokens.count, config.hiddenSize]), ids: tokens)
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import Tensors
+
+/// One training batch: B sequences of T token ids (right-padded), their labels, and the images whose
+/// placeholders appear in the tokens, in reading order.
+public struct Batch {
+    public var batchSize: Int
+    public var sequenceLength: Int
+    /// (B*T) token ids; each image occupies `numQueryTokens` consecutive `image_token_index` placeholders.
+    public var tokens: [Int32]
+    /// (B*T) the token each position is labelled with, or `ignoreIndex` (prompts, images, padding). As in
+    /// Hugging Face, position t's logits are scored against label t+1.
+    public var labels: [Int32]
+    /// (B*T) 1 for real tokens, 0 for padding.
+    public var attentionMask: [Float]
+    /// (n, 3, S, S) preprocessed images, or nil for a text-only batch.
+    public var images: Tensor?
+
+    public init(batchSize: Int, sequenceLength: Int, tokens: [Int32], labels: [Int32], attentionMask: [Float]? = nil, images: Tensor? = nil) {
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        self.tokens = tokens
+        self.labels = labels
+        self.attentionMask = attentionMask ?? [Float](repeating: 1, count: tokens.count)
+        self.images = images
+    }
+
+    public var imageCount: Int { images?.shape[0] ?? 0 }
+
+    /// targets[b*T + t] = labels[b*T + t + 1], and `ignoreIndex` at each sequence's last position.
+    public var targets: [Int32] {
+        (0 ..< tokens.count).map { i in (i + 1) % sequenceLength == 0 ? ignoreIndex : labels[i + 1] }
+    }
+}
+
+/// The composed model: images -> ViT -> Perceive Sampler -> projection, spliced into the decoder's input
+/// embeddings at the image placeholders; next-token loss over the labelled positions.
+public final class XComposer {
+    public let config: ModelConfig
+    public let trainable: Set<ModelPart>
+    public let parameters: Parameters
+    let vision: VisionTransformer
+    let sampler: PerceiveSampler
+    let decoder: TextDecoder
+
+    /// The parameter registry (Hugging Face keys, shapes, parts) of `config`, without allocating anything.
+    public static func registry(_ config: ModelConfig, trainable: Set<ModelPart> = Set(ModelPart.allCases)) -> [ParameterSpec] {
+        let builder = ParameterBuilder(trainable: trainable)
+        _ = Parts(config, builder)
+        return builder.specs
+    }
+
+    /// A model with zero parameters (load or initialise them next) and gradients for the `trainable` parts.
+    public init(config: ModelConfig, trainable: Set<ModelPart>) {
+        let measuring = ParameterBuilder(trainable: trainable)
+        _ = Parts(config, measuring)
+        let binding = measuring.bind()
+        let parts = Parts(config, binding)
+        self.config = config
+        self.trainable = trainable
+        parameters = binding.allocated!
+        (vision, sampler, decoder) = (parts.vision, parts.sampler, parts.decoder)
+    }
+
+    /// The parts, built in registry order by one builder.
+    struct Parts {
+        let vision: VisionTransformer, sampler: PerceiveSampler, decoder: TextDecoder
+        init(_ c: ModelConfig, _ b: ParameterBuilder) {
+            vision = VisionTransformer(c.visionConfig, b)
+            sampler = PerceiveSampler(c.qformerConfig, queries: c.numQueryTokens, textHidden: c.textConfig.hiddenSize, b)
+            decoder = TextDecoder(c.textConfig, b)
+        }
+    }
+
+    /// Everything one forward pass keeps for its backward pass, allocated from the step's arena.
+    public struct Activations {
+        let vision: VisionTransformer.Activations?
+        let sampler: PerceiveSampler.Activations?
+        let decoder: TextDecoder.Activations
+        /// Row of each projected query in the decoder's (B*T) positions.
+        let imagePositions: [Int]
+        let targets: [Int32]
+        public let loss: Float
+        /// How many targets the loss averages over.
+        public let counted: Int
+        public var logits: Tensor { decoder.logits }
+    }
+
+    /// Checks the batch against the model and returns the placeholder positions in reading order.
+    public func imagePositions(_ batch: Batch) throws -> [Int] {
+        let (b, t) = (batch.batchSize, batch.sequenceLength)
+        guard batch.tokens.count == b * t, batch.labels.count == b * t, batch.attentionMask.count == b * t else {
+            throw ModelError("batch: tokens, labels and attention mask need \(b) x \(t) = \(b * t) entries, got \(batch.tokens.count), \(batch.labels.count), \(batch.attentionMask.count)")
+        }
+        guard t <= config.textConfig.maxPositionEmbeddings else {
+            throw ModelError("batch: sequence length \(t) exceeds max_position_embeddings \(config.textConfig.maxPositionEmbeddings)")
+        }
+        let v = config.visionConfig
+        if let images = batch.images, images.shape != [images.shape[0], 3, v.imageSize, v.imageSize] {
+            throw ModelError("batch: images have shape \(images.shape), expected (n, 3, \(v.imageSize), \(v.imageSize))")
+        }
+        let placeholder = Int32(config.imageTokenIndex!)
+        let positions = batch.tokens.indices.filter { batch.tokens[$0] == placeholder }
+        guard positions.count == batch.imageCount * config.numQueryTokens else {
+            throw ModelError("batch: \(positions.count) image placeholder tokens for \(batch.imageCount) images of \(config.numQueryTokens) queries each")
+        }
+        return positions
+    }
+
+    /// Runs the model on `batch`, keeping activations (allocated from `arena`) for `backward`.
+    public func forward(_ batch: Batch, arena: Arena) throws -> Activations {
+        let positions = try imagePositions(batch)
+        let n = batch.imageCount, width = config.textConfig.hiddenSize
+        let d = TextDecoder.Activations(arena, batch: batch.batchSize, length: batch.sequenceLength, config.textConfig)
+        batch.attentionMask.withUnsafeBufferPointer { d.keyMask.data.update(from: $0.baseAddress!, count: $0.count) }
+        decoder.embed(d, tokens: batch.tokens)
+        var v: VisionTransformer.Activations?, s: PerceiveSampler.Activations?
+        if let images = batch.images, n > 0 {
+            let va = VisionTransformer.Activations(arena, images: n, config.visionConfig)
+            vision.forward(va, images: images)
+            let sa = PerceiveSampler.Activations(arena, images: n, imageTokens: config.visionConfig.tokens, sampler)
+            sampler.forward(sa, imageEmbeddings: va.post.out)
+            for (row, position) in positions.enumerated() {
+                (d.embeddings.data + position * width).update(from: sa.projected.data + row * width, count: width)
+            }
+            (v, s) = (va, sa)
+        }
+        let targets = batch.targets
+        let (loss, counted) = decoder.forward(d, targets: targets)
+        return Activations(vision: v, sampler: s, decoder: d, imagePositions: positions, targets: targets, loss: loss, counted: counted)
+    }
+
+    /// Accumulates the gradients of the trainable parts for `lossScale` times the forward pass's mean loss.
+    public func backward(_ a: Activations, tokens: [Int32], arena: Arena, lossScale: Float = 1) {
+        guard !trainable.isEmpty, a.counted > 0 else { return }
+        let width = config.textConfig.hiddenSize
+        let dembeddings = decoder.backward(a.decoder, targets: a.targets, scale: lossScale / Float(a.counted), arena: arena)
+        // Image positions took their embeddings from the projection: their gradient goes there, not to the
+        // placeholder token's embedding row.
+        var dprojected: Tensor?
+        if let s = a.sampler, trainable.contains(.sampler) || trainable.contains(.vision) {
+            let dp = arena.tensor(s.projected.shape)
+            for (row, position) in a.imagePositions.enumerated() {
+                (dp.data + row * width).update(from: dembeddings.data + position * width, count: width)
+            }
+            dprojected = dp
+        }
+        for position in a.imagePositions { (dembeddings.data + position * width).update(repeating: 0, count: width) }
+        decoder.embedBackward(dembeddings: dembeddings, tokens: tokens)
+        guard let dp = dprojected, let s = a.sampler, let v = a.vision else { return }
+        let trainVision = trainable.contains(.vision)
+        let dimage = trainVision ? arena.tensor(v.post.out.shape) : nil
+        sampler.backward(s, dprojected: dp, imageEmbeddings: v.post.out, dimage: dimage, arena: arena)
+        if let dimage { vision.backward(v, dout: dimage, arena: arena) }
+    }
+}
