@@ -103,7 +103,7 @@ public final class PerceiveSampler {
         }
     }
 
-    private func attentionShape(images n: Int, keys: Int) -> AttentionShape {
+    func attentionShape(images n: Int, keys: Int) -> AttentionShape {
         AttentionShape(batch: n, queryLength: queries, keyLength: keys, heads: config.numAttentionHeads, headDim: config.headDim, causal: false)
     }
 
@@ -141,22 +141,27 @@ public final class PerceiveSampler {
     }
 
     /// Gradient buffers shared by all layers of one backward pass.
-    private struct Scratch {
+    struct Scratch {
         let dq, dkQueries, dvQueries, dcontext, dsum, dx, dy: Tensor   // (n, Q, H)
         let dkImage, dvImage: Tensor                                    // (n, T, H)
         let dhidden, dactivated: Tensor                                 // (n, Q, I)
         let attention: Tensor
+
+        init(_ arena: Arena, images n: Int, imageTokens t: Int, _ p: PerceiveSampler) {
+            let (q, h, i) = (p.queries, p.config.hiddenSize, p.config.intermediateSize)
+            (dq, dkQueries, dvQueries) = (arena.tensor([n, q, h]), arena.tensor([n, q, h]), arena.tensor([n, q, h]))
+            (dcontext, dsum, dx, dy) = (arena.tensor([n, q, h]), arena.tensor([n, q, h]), arena.tensor([n, q, h]), arena.tensor([n, q, h]))
+            (dkImage, dvImage) = (arena.tensor([n, t, h]), arena.tensor([n, t, h]))
+            (dhidden, dactivated) = (arena.tensor([n, q, i]), arena.tensor([n, q, i]))
+            attention = arena.tensor([max(p.attentionShape(images: n, keys: t).backwardScratchCount, p.attentionShape(images: n, keys: q).backwardScratchCount)])
+        }
     }
 
     /// Accumulates the parameter gradients from dprojected (n, Q, Dtext); adds the gradient of the image
     /// embeddings into dimage (n, T, E) when it is given (a trained ViT needs it).
     func backward(_ a: Activations, dprojected: Tensor, imageEmbeddings: Tensor, dimage: Tensor?, arena: Arena) {
-        let n = dprojected.shape[0], (q, h, t) = (queries, config.hiddenSize, imageEmbeddings.shape[1])
-        let s = Scratch(dq: arena.tensor([n, q, h]), dkQueries: arena.tensor([n, q, h]), dvQueries: arena.tensor([n, q, h]),
-                        dcontext: arena.tensor([n, q, h]), dsum: arena.tensor([n, q, h]), dx: arena.tensor([n, q, h]), dy: arena.tensor([n, q, h]),
-                        dkImage: arena.tensor([n, t, h]), dvImage: arena.tensor([n, t, h]),
-                        dhidden: arena.tensor([n, q, config.intermediateSize]), dactivated: arena.tensor([n, q, config.intermediateSize]),
-                        attention: arena.tensor([max(attentionShape(images: n, keys: t).backwardScratchCount, attentionShape(images: n, keys: q).backwardScratchCount)]))
+        let n = dprojected.shape[0]
+        let s = Scratch(arena, images: n, imageTokens: imageEmbeddings.shape[1], self)
         let dout = s.dy   // gradient of the current layer's output
         dout.zero()
         projection.backward(dinp: dout, dout: dprojected, inp: a.layers.last?.norm.out ?? a.embedded.out)

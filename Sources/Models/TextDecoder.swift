@@ -125,16 +125,31 @@ public final class TextDecoder {
         return crossEntropyForward(losses: a.losses, logits: a.logits.reshaped([b * t, config.vocabSize]), targets: targets)
     }
 
+    /// Gradient buffers of one backward pass, shared by all layers.
+    struct Scratch {
+        let dlogits: Tensor                                   // (B, T, V)
+        let dx, dnorm, dcontext, dq, dk, dv: Tensor           // (B, T, D); dx is the residual stream's gradient
+        let dgate, dup, dgated: Tensor                        // (B, T, I)
+        let attention: Tensor
+
+        init(_ arena: Arena, batch b: Int, length t: Int, _ m: TextDecoder) {
+            let (d, i) = (m.config.hiddenSize, m.config.intermediateSize)
+            dlogits = arena.tensor([b, t, m.config.vocabSize])
+            (dx, dnorm, dcontext) = (arena.tensor([b, t, d]), arena.tensor([b, t, d]), arena.tensor([b, t, d]))
+            (dq, dk, dv) = (arena.tensor([b, t, d]), arena.tensor([b, t, d]), arena.tensor([b, t, d]))
+            (dgate, dup, dgated) = (arena.tensor([b, t, i]), arena.tensor([b, t, i]), arena.tensor([b, t, i]))
+            attention = arena.tensor([m.attentionShape(batch: b, length: t).backwardScratchCount])
+        }
+    }
+
     /// Accumulates the parameter gradients (of trainable parts) for loss * `scale` and returns d embeddings
     /// (B, T, D); the token embedding's own gradient is left to `embedBackward`, after image rows are cut out.
     func backward(_ a: Activations, targets: [Int32], scale: Float, arena: Arena) -> Tensor {
-        let (b, t, d, i, h) = (a.embeddings.shape[0], a.embeddings.shape[1], config.hiddenSize, config.intermediateSize, config.numAttentionHeads)
+        let (b, t, h) = (a.embeddings.shape[0], a.embeddings.shape[1], config.numAttentionHeads)
         let shape = attentionShape(batch: b, length: t)
-        let dlogits = arena.tensor([b, t, config.vocabSize])
-        let dx = arena.tensor([b, t, d]), dnorm = arena.tensor([b, t, d]), dcontext = arena.tensor([b, t, d])
-        let dq = arena.tensor([b, t, d]), dk = arena.tensor([b, t, d]), dv = arena.tensor([b, t, d])
-        let dgate = arena.tensor([b, t, i]), dup = arena.tensor([b, t, i]), dgated = arena.tensor([b, t, i])
-        let scratch = arena.tensor([shape.backwardScratchCount])
+        let s = Scratch(arena, batch: b, length: t, self)
+        let (dlogits, dx, dnorm, dcontext, dq, dk, dv) = (s.dlogits, s.dx, s.dnorm, s.dcontext, s.dq, s.dk, s.dv)
+        let (dgate, dup, dgated, scratch) = (s.dgate, s.dup, s.dgated, s.attention)
         crossEntropyBackward(dlogits: dlogits.reshaped([b * t, config.vocabSize]), logits: a.logits.reshaped([b * t, config.vocabSize]), targets: targets, scale: scale)
         lmHead.backward(dinp: dnorm, dout: dlogits, inp: a.finalNorm.out)
         let last = a.layers.last?.residual2 ?? a.embeddings

@@ -124,15 +124,32 @@ public final class VisionTransformer {
         a.post.forward(input, postLayerNorm, eps: eps)
     }
 
+    /// Gradient buffers of one backward pass, shared by all layers.
+    struct Scratch {
+        let dx, dnorm, dcontext: Tensor     // (n, T, D); dx is the residual stream's gradient
+        let dqkv: Tensor                    // (n, T, 3D)
+        let dhidden, dactivated: Tensor     // (n, T, F)
+        let attention: Tensor
+
+        init(_ arena: Arena, images n: Int, _ v: VisionTransformer) {
+            let (t, d, f) = (v.config.tokens, v.config.hiddenSize, v.config.intermediateSize)
+            dx = arena.tensor([n, t, d])
+            dnorm = arena.tensor([n, t, d])
+            dcontext = arena.tensor([n, t, d])
+            dqkv = arena.tensor([n, t, 3 * d])
+            dhidden = arena.tensor([n, t, f])
+            dactivated = arena.tensor([n, t, f])
+            attention = arena.tensor([v.attentionShape(images: n).backwardScratchCount])
+        }
+    }
+
     /// Accumulates every parameter gradient from dout (n, T, D), the gradient of the image embeddings.
     /// The images themselves get no gradient: nothing upstream of them is trained.
     func backward(_ a: Activations, dout: Tensor, arena: Arena) {
-        let n = dout.shape[0], (t, d, f) = (config.tokens, config.hiddenSize, config.intermediateSize)
+        let n = dout.shape[0], (t, d) = (config.tokens, config.hiddenSize)
         let shape = attentionShape(images: n)
-        let dx = arena.tensor([n, t, d])           // gradient of the residual stream
-        let dnorm = arena.tensor([n, t, d]), dcontext = arena.tensor([n, t, d])
-        let dqkv = arena.tensor([n, t, 3 * d]), dhidden = arena.tensor([n, t, f]), dactivated = arena.tensor([n, t, f])
-        let scratch = arena.tensor([shape.backwardScratchCount])
+        let s = Scratch(arena, images: n, self)
+        let (dx, dnorm, dcontext, dqkv, dhidden, dactivated, scratch) = (s.dx, s.dnorm, s.dcontext, s.dqkv, s.dhidden, s.dactivated, s.attention)
         a.post.backward(dinp: dx, dout: dout, inp: a.layers.last?.residual2 ?? a.embeddings, postLayerNorm)
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let layer = layers[l], act = a.layers[l]

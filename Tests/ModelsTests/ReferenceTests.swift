@@ -47,6 +47,22 @@ final class ReferenceTests: XCTestCase {
         return model
     }
 
+    func testTextOnlyBatchSkipsTheVisionPath() throws {
+        // The fixture's third sample alone, without images: its logits must match its row of the mixed batch.
+        let fixture = try Fixture("blip2-crossfreq2", trainable: Set(ModelPart.allCases))
+        let t = fixture.batch.sequenceLength, row = 2
+        let length = fixture.batch.attentionMask[row * t ..< (row + 1) * t].filter { $0 != 0 }.count
+        let tokens = Array(fixture.batch.tokens[row * t ..< row * t + length]), labels = Array(fixture.batch.labels[row * t ..< row * t + length])
+        let arena = Arena()
+        let activations = try fixture.model.forward(Batch(batchSize: 1, sequenceLength: length, tokens: tokens, labels: labels), arena: arena)
+        let reference = try fixture.io.tensor("logits").row(row).slice(0 ..< length)
+        assertClose(activations.logits.row(0), reference, tolerance: 1e-4, "text-only logits")
+        fixture.model.parameters.zeroGrads()
+        fixture.model.backward(activations, tokens: tokens, arena: arena)
+        let visionGrad = fixture.model.parameters.grad("vision_model.post_layernorm.weight")!
+        XCTAssertEqual(visionGrad.array, Array(repeating: 0, count: visionGrad.count), "no image, no vision gradient")
+    }
+
     func testSavedDirectoryRoundTripsBitExactly() throws {
         let model = try Fixture("blip2-crossfreq2", trainable: []).model
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("xtrain-save-\(UUID())")

@@ -6,6 +6,8 @@ with attention bias), runs forward and backward on a fixed batch, and writes Tes
   config.json, model.safetensors   the model, as save_pretrained writes it
   io.safetensors                   input_ids, attention_mask, labels (I64), pixel_values, logits, loss,
                                    and grad.<name> for every parameter (F32)
+plus blip2-crossfreq2-sharded/ (the same model in several shards with model.safetensors.index.json) and
+dtypes.safetensors (the same values as F32, F16 and BF16, and the F16/BF16 values widened by torch).
 Rerun:  pip install torch transformers safetensors && python3 Tools/reference/make_model_fixtures.py
 """
 import os
@@ -97,10 +99,22 @@ def write_case(name, cross_attention_frequency, qformer_layers, seed):
         tensors["grad." + pname] = p.grad.detach().contiguous()
     save_file(tensors, os.path.join(directory, "io.safetensors"))
     print(f"{name}: loss {out.loss.item():.6f}, {sum(p.numel() for p in model.parameters())} parameters -> {directory}")
+    return model
+
+
+def write_dtypes():
+    generator = torch.Generator().manual_seed(3)
+    values = torch.cat([3 * torch.randn(40, generator=generator),
+                        torch.tensor([0.0, -0.0, float("inf"), -float("inf"), 1e-6, -3e-7, 65504.0, 1e-40, 3.0e38])])
+    half, brain = values.half(), values.bfloat16()
+    save_file({"f32": values, "f16": half, "bf16": brain, "f16_as_f32": half.float(), "bf16_as_f32": brain.float()},
+              os.path.join(ROOT, "dtypes.safetensors"))
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    write_case("blip2-crossfreq2", cross_attention_frequency=2, qformer_layers=2, seed=1)
+    model = write_case("blip2-crossfreq2", cross_attention_frequency=2, qformer_layers=2, seed=1)
+    model.save_pretrained(os.path.join(ROOT, "blip2-crossfreq2-sharded"), max_shard_size="100KB")
     write_case("blip2-crossfreq1", cross_attention_frequency=1, qformer_layers=3, seed=2)
+    write_dtypes()
     sys.exit(0)
