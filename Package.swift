@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "xtrain", targets: ["xtrain"]),
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -25,17 +26,24 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
 
+        // PNG and JPEG decoding (libpng, libjpeg-turbo) behind a setjmp-safe C shim.
+        .target(name: "CImageCodecs", cSettings: [.unsafeFlags(["-I/usr/include/libpng16"])],
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
+
         // Float32 tensors and hand-written forward/backward kernels.
         .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
 
         // The model: ViT, Perceive Sampler, decoder; configs, parameter registry, safetensors.
         .target(name: "Models", dependencies: ["Tensors"], swiftSettings: cpuFlags),
 
+        // Sharded zstd token streams, tokenizer, images, synthetic data and the loader.
+        .target(name: "Datasets", dependencies: ["Tensors", "CZstd", "CImageCodecs"], swiftSettings: cpuFlags),
+
         // The command-line tool.
         .executableTarget(
             name: "xtrain",
             dependencies: [
-                "Tensors", "Models", "CBLAS",
+                "Tensors", "Models", "Datasets", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags
@@ -43,6 +51,7 @@ let package = Package(
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CBLAS", "CZstd", "CHDF5"]),
     ],
     // Kernels hand raw pointers to their parallel chunks; the Swift 5 mode keeps that free of Sendable ceremony.

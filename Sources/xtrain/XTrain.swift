@@ -4,7 +4,7 @@ struct XTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "xtrain",
         abstract: "Train and fine-tune InternLM-XComposer-style vision-language models on the CPU.",
-        subcommands: [Model.self, Bench.self]
+        subcommands: [Model.self, DataCommand.self, Bench.self]
     )
 }
 

@@ -1,0 +1,216 @@
+import Foundation
+import Tensors
+
+/// The loader's whole position in its stream: saved in checkpoints, restored to continue exactly.
+public struct LoaderState: Codable, Equatable, Sendable {
+    public var seed: UInt64
+    /// Samples drawn so far, over all sources and ranks (a multiple of the global batch).
+    public var samples: Int
+    /// Samples drawn from each source; source s is in epoch consumed[s] / count(s).
+    public var consumed: [Int]
+
+    public init(seed: UInt64, sources: Int) {
+        self.seed = seed
+        samples = 0
+        consumed = Array(repeating: 0, count: sources)
+    }
+}
+
+/// A batch for one rank: B sequences padded to T tokens, labels, attention mask, and the images in
+/// reading order, CLIP-normalised.
+public struct LoadedBatch {
+    public let batchSize: Int
+    public let sequenceLength: Int
+    public let tokens: [Int32]
+    public let labels: [Int32]
+    public let attentionMask: [Float]
+    /// (n, 3, S, S), or nil when no sample of the batch has an image.
+    public let images: Tensor?
+    /// Which (source, record) each sequence is: for tests and inspection.
+    public let samples: [(source: Int, record: Int)]
+    /// Tokens that count for the loss (before the shift).
+    public let labelledTokens: Int
+    /// The loader's state after this batch: save it with a checkpoint taken after this step.
+    public let state: LoaderState
+}
+
+/// Deterministic, resumable, rank-sliced batches from weighted sources.
+///
+/// Global sample g comes from source `pick(g)` (a weighted choice from Philox(seed, g)); a source's
+/// samples follow a fresh permutation each epoch, drawn from (seed, source, epoch). Global batch k is
+/// samples k*G ..< (k+1)*G; rank r of R reads its slice [r*G/R, (r+1)*G/R). The order therefore depends
+/// on the seed only, never on the number of ranks; and the state is three small numbers.
+public final class Loader {
+    public let sources: [Dataset]
+    public let weights: [Double]
+    public let globalBatch: Int
+    public let sequenceLength: Int
+    public let rank: Int, ranks: Int
+    public let shuffle: Bool
+    private(set) public var state: LoaderState
+    private let cumulative: [Double]
+    private var permutations: [(epoch: Int, order: [Int])?]
+
+    public init(sources: [Dataset], weights: [Double], globalBatch: Int, sequenceLength: Int, seed: UInt64,
+                rank: Int = 0, ranks: Int = 1, shuffle: Bool = true, state: LoaderState? = nil) throws {
+        guard !sources.isEmpty, sources.count == weights.count, weights.allSatisfy({ $0 > 0 }) else {
+            throw DataError("loader: need one positive weight per source (got \(weights) for \(sources.count) sources)")
+        }
+        guard globalBatch % ranks == 0 else { throw DataError("loader: global batch \(globalBatch) is not divisible by \(ranks) ranks") }
+        for s in sources where s.count == 0 { throw DataError("\(s.directory.path): the dataset has no records") }
+        let queries = Set(sources.map(\.index.imageQueries)), sides = Set(sources.map(\.index.imageSide))
+        guard queries.count == 1, sides.count == 1 else {
+            throw DataError("loader: sources differ in image placeholders \(queries.sorted()) or image size \(sides.sorted())")
+        }
+        self.sources = sources
+        self.weights = weights
+        self.globalBatch = globalBatch
+        self.sequenceLength = sequenceLength
+        self.rank = rank
+        self.ranks = ranks
+        self.shuffle = shuffle
+        let total = weights.reduce(0, +)
+        cumulative = weights.reduce(into: [Double]()) { $0.append(($0.last ?? 0) + $1 / total) }
+        permutations = Array(repeating: nil, count: sources.count)
+        if let state {
+            guard state.consumed.count == sources.count, state.seed == seed else {
+                throw DataError("loader: the saved state (seed \(state.seed), \(state.consumed.count) sources) does not match this loader (seed \(seed), \(sources.count) sources)")
+            }
+            self.state = state
+        } else {
+            self.state = LoaderState(seed: seed, sources: sources.count)
+        }
+    }
+
+    /// The source global sample g comes from.
+    func pick(_ g: Int) -> Int {
+        guard sources.count > 1 else { return 0 }
+        let u = Double(RandomStream(seed: state.seed, stream: 0x6D69_7865).uniform(g))
+        return cumulative.firstIndex { u < $0 } ?? sources.count - 1
+    }
+
+    /// The record of source s that is its k-th draw.
+    func recordIndex(source s: Int, draw k: Int) -> Int {
+        let n = sources[s].count, epoch = k / n
+        guard shuffle else { return k % n }
+        if permutations[s]?.epoch != epoch {
+            var order = Array(0 ..< n)
+            let stream = RandomStream(seed: state.seed, stream: UInt64(s) << 32 | UInt64(epoch))
+            for i in stride(from: n - 1, to: 0, by: -1) {
+                order.swapAt(i, min(i, Int(stream.uniform(i) * Float(i + 1))))
+            }
+            permutations[s] = (epoch, order)
+        }
+        return permutations[s]!.order[k % n]
+    }
+
+    /// The next batch of this rank; advances the state by one global batch.
+    public func next() throws -> LoadedBatch {
+        var picks: [(source: Int, record: Int)] = []
+        for g in state.samples ..< state.samples + globalBatch {
+            let s = pick(g)
+            picks.append((s, recordIndex(source: s, draw: state.consumed[s])))
+            state.consumed[s] += 1
+        }
+        state.samples += globalBatch
+        let mine = Array(picks[(rank * globalBatch / ranks) ..< ((rank + 1) * globalBatch / ranks)])
+        let records = try mine.map { try sources[$0.source].record($0.record) }
+        return assemble(records, samples: mine)
+    }
+
+    /// Pads or cuts each record to T tokens; an image whose placeholders do not fit is dropped with the
+    /// rest of its sequence.
+    func assemble(_ records: [Record], samples: [(source: Int, record: Int)]) -> LoadedBatch {
+        let (b, t) = (records.count, sequenceLength)
+        let queries = sources[0].index.imageQueries, side = sources[0].index.imageSide
+        var tokens = [Int32](repeating: SpecialToken.pad.rawValue, count: b * t)
+        var labels = [Int32](repeating: -100, count: b * t)
+        var mask = [Float](repeating: 0, count: b * t)
+        var images: [RGBImage] = []
+        var labelled = 0
+        for (i, r) in records.enumerated() {
+            var length = min(t, r.tokens.count)
+            for (p, image) in zip(r.imagePositions, r.images) {
+                if p + queries > length { length = min(length, p); break }
+                images.append(image)
+            }
+            for j in 0 ..< length {
+                tokens[i * t + j] = r.tokens[j]
+                mask[i * t + j] = 1
+                if r.loss[j] { labels[i * t + j] = r.tokens[j]; labelled += 1 }
+            }
+        }
+        return LoadedBatch(batchSize: b, sequenceLength: t, tokens: tokens, labels: labels, attentionMask: mask,
+                           images: images.isEmpty ? nil : Loader.normalize(images, side: side), samples: samples,
+                           labelledTokens: labelled, state: state)
+    }
+
+    /// CLIP's normalisation: (x / 255 - mean) / std per channel, HWC bytes to (n, 3, S, S) floats.
+    public static func normalize(_ images: [RGBImage], side: Int) -> Tensor {
+        let mean: [Float] = [0.481_454_66, 0.457_827_5, 0.408_210_73], std: [Float] = [0.268_629_54, 0.261_302_58, 0.275_777_11]
+        let out = Tensor(zeros: [images.count, 3, side, side])
+        for (n, image) in images.enumerated() {
+            image.pixels.withUnsafeBufferPointer { px in
+                for c in 0 ..< 3 {
+                    let dst = out.data + (n * 3 + c) * side * side
+                    let scale = 1 / (255 * std[c]), shift = mean[c] / std[c]
+                    for i in 0 ..< side * side { dst[i] = Float(px[i * 3 + c]) * scale - shift }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Runs a loader on a background thread, `depth` batches ahead; batches come out in the same order.
+public final class Prefetcher {
+    private let loader: Loader
+    private let lock = NSCondition()
+    private var queue: [Result<LoadedBatch, Error>] = []
+    private var stopped = false
+    private let depth: Int
+    private var thread: Thread?
+
+    public init(_ loader: Loader, depth: Int = 2) {
+        self.loader = loader
+        self.depth = depth
+        let thread = Thread { [weak self] in self?.run() }
+        thread.name = "xtrain-prefetch"
+        self.thread = thread
+        thread.start()
+    }
+
+    deinit { stop() }
+
+    private func run() {
+        while true {
+            lock.lock()
+            while queue.count >= depth && !stopped { lock.wait() }
+            if stopped { lock.unlock(); return }
+            lock.unlock()
+            let result = Result { try loader.next() }
+            lock.lock()
+            queue.append(result)
+            lock.broadcast()
+            lock.unlock()
+            if case .failure = result { return }
+        }
+    }
+
+    /// The next batch, waiting for it if needed; rethrows the loader's error.
+    public func next() throws -> LoadedBatch {
+        lock.lock()
+        defer { lock.unlock() }
+        while queue.isEmpty { lock.wait() }
+        let result = queue.removeFirst()
+        lock.broadcast()
+        return try result.get()
+    }
+
+    public func stop() {
+        lock.lock()
+        stopped = true
+        lock.broadcast()
+        lock.unlock()
+    }
+}

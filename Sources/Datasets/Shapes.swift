@@ -1,0 +1,217 @@
+import Foundation
+import Tensors
+
+/// The synthetic "shapes" world: 224x224 images with one to three coloured shapes in the quadrants, and
+/// the texts about them (captions, questions, instructions, image selection, passages). Everything is a
+/// function of (seed, index), so the data is the same on every machine.
+public struct ShapesScene: Equatable, Sendable {
+    public enum Shape: String, CaseIterable, Sendable { case circle, square, triangle }
+    public enum Color: String, CaseIterable, Sendable { case red, green, blue, yellow }
+    public enum Size: String, CaseIterable, Sendable { case small, large }
+    public static let positions = ["top left", "top right", "bottom left", "bottom right"]
+
+    public struct Object: Equatable, Sendable {
+        public let shape: Shape
+        public let color: Color
+        public let size: Size
+        /// Quadrant 0...3 in reading order.
+        public let position: Int
+        let dx: Int, dy: Int   // jitter of the centre within the quadrant
+    }
+
+    public let objects: [Object]   // in quadrant order
+    let background: UInt8
+
+    /// A random scene drawn from `stream` at block `index` (uses indices index*8 ..< index*8 + 8).
+    public init(_ stream: RandomStream, _ index: Int) {
+        var draw = ShapesDraw(stream: stream, index: index * 64)
+        let count = 1 + draw.int(3)
+        var quadrants = Array(0 ..< 4)
+        for i in 0 ..< 3 { quadrants.swapAt(i, i + draw.int(4 - i)) }
+        objects = quadrants.prefix(count).sorted().map { q in
+            Object(shape: Shape.allCases[draw.int(3)], color: Color.allCases[draw.int(4)], size: Size.allCases[draw.int(2)],
+                   position: q, dx: draw.int(17) - 8, dy: draw.int(17) - 8)
+        }
+        background = UInt8(225 + draw.int(30))
+    }
+
+    public static let side = 224
+
+    /// The scene drawn as a 224x224 RGB image.
+    public func render() -> RGBImage {
+        let side = ShapesScene.side
+        var pixels = [UInt8](repeating: background, count: side * side * 3)
+        let rgb: [Color: (UInt8, UInt8, UInt8)] = [.red: (220, 40, 40), .green: (40, 170, 60), .blue: (40, 80, 220), .yellow: (230, 200, 30)]
+        for o in objects {
+            let cx = (o.position % 2) * 112 + 56 + o.dx, cy = (o.position / 2) * 112 + 56 + o.dy
+            let r = o.size == .large ? 42 : 22
+            let (red, green, blue) = rgb[o.color]!
+            for y in max(0, cy - r) ... min(side - 1, cy + r) {
+                for x in max(0, cx - r) ... min(side - 1, cx + r) {
+                    let (u, v) = (x - cx, y - cy)
+                    let inside: Bool
+                    switch o.shape {
+                    case .circle: inside = u * u + v * v <= r * r
+                    case .square: inside = true
+                    case .triangle: inside = 2 * abs(u) <= v + r   // apex up, base at the bottom
+                    }
+                    if inside {
+                        let p = (y * side + x) * 3
+                        (pixels[p], pixels[p + 1], pixels[p + 2]) = (red, green, blue)
+                    }
+                }
+            }
+        }
+        return RGBImage(width: side, height: side, pixels: pixels)
+    }
+
+    static let numbers = ["zero", "one", "two", "three"]
+
+    /// "a large red circle at the top left and a small blue square at the bottom right."
+    public var caption: String {
+        objects.map { "a \($0.size.rawValue) \($0.color.rawValue) \($0.shape.rawValue) at the \(ShapesScene.positions[$0.position])" }
+            .joined(separator: " and ") + "."
+    }
+
+    /// A question about the scene and its one-word or two-word answer, chosen by `pick`.
+    public func question(_ pick: Int) -> (question: String, answer: String) {
+        let o = objects[pick % objects.count]
+        switch (pick / objects.count) % 5 {
+        case 0:
+            return ("What color is the \(o.shape.rawValue) at the \(ShapesScene.positions[o.position])?", o.color.rawValue)
+        case 1:
+            return ("How many shapes are there?", ShapesScene.numbers[objects.count])
+        case 2:
+            // Half the time ask about a shape that is there, half about one that may not be.
+            let color = pick % 2 == 0 ? o.color : Color.allCases[(pick / 7) % 4]
+            let shape = pick % 2 == 0 ? o.shape : Shape.allCases[(pick / 11) % 3]
+            let present = objects.contains { $0.color == color && $0.shape == shape }
+            return ("Is there a \(color.rawValue) \(shape.rawValue)?", present ? "yes" : "no")
+        case 3:
+            return ("Where is the \(o.color.rawValue) \(o.shape.rawValue)?", ShapesScene.positions[o.position])
+        default:
+            let q = (pick / 13) % 4
+            let there = objects.first { $0.position == q }
+            return ("What is at the \(ShapesScene.positions[q])?", there.map { "a \($0.color.rawValue) \($0.shape.rawValue)" } ?? "nothing")
+        }
+    }
+}
+
+/// Sequential draws from one Philox stream.
+struct ShapesDraw {
+    let stream: RandomStream
+    var index: Int
+
+    mutating func int(_ bound: Int) -> Int {
+        defer { index += 1 }
+        return min(bound - 1, Int(stream.uniform(index) * Float(bound)))
+    }
+}
+
+/// Writes the bundled synthetic dataset: one dataset directory per task and split under `root`.
+public enum ShapesDataset {
+    public struct Task: Sendable {
+        public let name: String
+        public let train: Int
+        public let eval: Int
+    }
+
+    /// The tasks and their sizes (records in train and eval).
+    public static let tasks = [
+        Task(name: "captions", train: 12000, eval: 400),
+        Task(name: "vqa", train: 12000, eval: 400),
+        Task(name: "instruct", train: 4000, eval: 200),
+        Task(name: "selection", train: 6000, eval: 300),
+        Task(name: "text", train: 6000, eval: 200),
+    ]
+
+    /// Generates every task's train and eval split (different seeds) for `queries` placeholders per
+    /// image; `scale` multiplies the sizes (tests use small ones). `progress` gets (dataset, records done).
+    public static func generate(root: URL, queries: Int, scale: Double = 1, seed: UInt64 = 1, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws {
+        let tokenizer = ByteTokenizer()
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        for (t, task) in tasks.enumerated() {
+            for (split, count, splitSeed) in [("train", task.train, seed), ("eval", task.eval, seed + 1000)] {
+                let n = max(1, Int(Double(count) * scale))
+                let name = "\(task.name)/\(split)"
+                let directory = root.appendingPathComponent(task.name).appendingPathComponent(split)
+                try FileManager.default.createDirectory(at: directory.deletingLastPathComponent(), withIntermediateDirectories: true)
+                let writer = try DatasetWriter(directory: directory, tokenizer: tokenizer, imageSide: ShapesScene.side, imageQueries: queries)
+                let stream = RandomStream(seed: splitSeed, stream: UInt64(t))
+                // Records are made in parallel chunks and written in order, so the output is deterministic.
+                let chunk = 256
+                for start in stride(from: 0, to: n, by: chunk) {
+                    let end = min(n, start + chunk)
+                    var made = [Record?](repeating: nil, count: end - start)
+                    made.withUnsafeMutableBufferPointer { out in
+                        Parallel.chunks(end - start) { range in
+                            for i in range { out[i] = record(task.name, index: start + i, stream: stream, tokenizer: tokenizer, queries: queries) }
+                        }
+                    }
+                    for r in made { try writer.add(r!) }
+                    progress(name, end, n)
+                }
+                try writer.finish()
+            }
+        }
+    }
+
+    /// Record `index` of task `name`.
+    static func record(_ name: String, index: Int, stream: RandomStream, tokenizer: ByteTokenizer, queries: Int) -> Record {
+        let scene = ShapesScene(stream, index)
+        var draw = ShapesDraw(stream: stream, index: index * 64 + 32)
+        switch name {
+        case "captions":
+            var b = RecordBuilder(kind: .caption, tokenizer: tokenizer, queries: queries)
+            b.special(.bos, loss: false)
+            b.image(scene.render())
+            b.text(scene.caption, loss: true)
+            b.special(.eos, loss: true)
+            return b.record
+        case "vqa":
+            var b = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: queries)
+            b.special(.bos, loss: false)
+            b.image(scene.render())
+            let (q, a) = scene.question(draw.int(1000))
+            b.turn(user: q, bot: a)
+            return b.record
+        case "instruct":
+            var b = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: queries)
+            b.special(.bos, loss: false)
+            b.image(scene.render())
+            b.turn(user: "Describe the image.", bot: scene.caption)
+            for _ in 0 ..< 2 {
+                let (q, a) = scene.question(draw.int(1000))
+                b.turn(user: q, bot: a)
+            }
+            return b.record
+        case "selection":
+            // Two candidate images; the question names an object only the chosen one has.
+            let other = ShapesScene(stream, index + 1_000_000)
+            let chosen = draw.int(2)
+            let scenes = chosen == 0 ? [scene, other] : [other, scene]
+            let target = scene.objects.first { o in !other.objects.contains { $0.color == o.color && $0.shape == o.shape } }
+            var b = RecordBuilder(kind: .interleaved, tokenizer: tokenizer, queries: queries)
+            b.special(.bos, loss: false)
+            for (i, s) in scenes.enumerated() {
+                b.text("Image \(i + 1): ", loss: false)
+                b.image(s.render())
+                b.text("\n", loss: false)
+            }
+            if let target {
+                b.turn(user: "Which image shows a \(target.color.rawValue) \(target.shape.rawValue)?", bot: "image \(chosen + 1)")
+            } else {
+                b.turn(user: "How many shapes are in image \(chosen + 1)?", bot: ShapesScene.numbers[scene.objects.count])
+            }
+            return b.record
+        default:
+            var b = RecordBuilder(kind: .text, tokenizer: tokenizer, queries: queries)
+            b.special(.bos, loss: false)
+            let facts = ["A circle is round.", "A square has four equal sides.", "A triangle has three sides.",
+                         "Red, green, blue and yellow are colors.", "Large shapes are bigger than small shapes."]
+            b.text(facts[draw.int(facts.count)] + " In one picture there is " + scene.caption, loss: true)
+            b.special(.eos, loss: true)
+            return b.record
+        }
+    }
+}
