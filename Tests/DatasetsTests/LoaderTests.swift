@@ -1,0 +1,102 @@
+import Datasets
+import Foundation
+import XCTest
+
+final class LoaderTests: XCTestCase {
+    static var root: URL!
+
+    override class func setUp() {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("xtrain-loader-\(UUID())")
+        try! ShapesDataset.generate(root: root, queries: 8, scale: 0.02)
+    }
+
+    override class func tearDown() { try? FileManager.default.removeItem(at: root) }
+
+    private func sources() throws -> [Dataset] {
+        try ["captions", "vqa", "text"].map { try Dataset(LoaderTests.root.appendingPathComponent("\($0)/train")) }
+    }
+
+    private func loader(rank: Int = 0, ranks: Int = 1, state: LoaderState? = nil, batch: Int = 6) throws -> Loader {
+        try Loader(sources: try sources(), weights: [2, 1, 1], globalBatch: batch, sequenceLength: 48, seed: 7, rank: rank, ranks: ranks, state: state)
+    }
+
+    private func identities(_ b: LoadedBatch) -> [String] { b.samples.map { "\($0.source):\($0.record)" } }
+
+    func testResumeContinuesTheExactStream() throws {
+        let straight = try loader()
+        var expected: [[String]] = [], tokens: [[Int32]] = [], saved: LoaderState?
+        for step in 0 ..< 30 {   // several epochs of the smallest source
+            let batch = try straight.next()
+            expected.append(identities(batch))
+            tokens.append(batch.tokens)
+            if step == 12 { saved = batch.state }
+        }
+        let encoded = try JSONEncoder().encode(saved!)
+        let resumed = try loader(state: try JSONDecoder().decode(LoaderState.self, from: encoded))
+        for step in 13 ..< 30 {
+            let batch = try resumed.next()
+            XCTAssertEqual(identities(batch), expected[step], "step \(step)")
+            XCTAssertEqual(batch.tokens, tokens[step], "step \(step)")
+        }
+    }
+
+    func testGlobalOrderIsTheSameForOneTwoAndThreeRanks() throws {
+        let one = try loader()
+        let reference = try (0 ..< 8).map { _ in identities(try one.next()) }
+        for ranks in [2, 3] {
+            let loaders = try (0 ..< ranks).map { try loader(rank: $0, ranks: ranks) }
+            for step in 0 ..< 8 {
+                let joined = try loaders.flatMap { identities(try $0.next()) }
+                XCTAssertEqual(joined, reference[step], "\(ranks) ranks, step \(step)")
+            }
+            XCTAssertEqual(loaders.map(\.state), Array(repeating: one.state, count: ranks), "every rank keeps the same state")
+        }
+    }
+
+    func testWeightsAndEpochs() throws {
+        let l = try loader()
+        var counts = [0, 0, 0]
+        for _ in 0 ..< 100 { for s in try l.next().samples { counts[s.source] += 1 } }
+        XCTAssertEqual(Double(counts[0]) / 600, 0.5, accuracy: 0.05, "weight 2 of 4")
+        XCTAssertEqual(l.state.consumed, counts)
+        // Within one epoch a source repeats no record.
+        let single = try Loader(sources: [try sources()[2]], weights: [1], globalBatch: 4, sequenceLength: 48, seed: 3)
+        let n = try sources()[2].count
+        var seen = Set<Int>()
+        while seen.count < n - n % 4 { for s in try single.next().samples { XCTAssert(seen.insert(s.record).inserted, "record \(s.record) repeated within an epoch") } }
+    }
+
+    func testBatchLayout() throws {
+        let batch = try loader().next()
+        XCTAssertEqual(batch.tokens.count, 6 * 48)
+        let images = batch.images?.shape[0] ?? 0
+        XCTAssertEqual(batch.tokens.filter { $0 == 3 }.count, images * 8, "8 placeholders per image, images that do not fit dropped")
+        for i in 0 ..< batch.tokens.count where batch.attentionMask[i] == 0 {
+            XCTAssertEqual(batch.tokens[i], 0)
+            XCTAssertEqual(batch.labels[i], -100)
+        }
+        XCTAssertEqual(batch.labels.filter { $0 != -100 }.count, batch.labelledTokens)
+        if let tensor = batch.images { XCTAssertEqual(Array(tensor.shape.dropFirst()), [3, 224, 224]) }
+    }
+
+    func testLongRecordsDropImagesThatDoNotFit() throws {
+        let selection = try Dataset(LoaderTests.root.appendingPathComponent("selection/train"))
+        let l = try Loader(sources: [selection], weights: [1], globalBatch: 2, sequenceLength: 20, seed: 1)
+        let batch = try l.next()
+        // "<s>Image 1: " is 10 tokens, so the first image (8 placeholders) fits and the second does not.
+        XCTAssertEqual(batch.images?.shape[0], 2)
+        XCTAssertEqual(batch.tokens.filter { $0 == 3 }.count, 16)
+    }
+
+    func testPrefetcherGivesTheSameBatches() throws {
+        let direct = try loader()
+        let prefetched = Prefetcher(try loader(), depth: 3)
+        defer { prefetched.stop() }
+        for _ in 0 ..< 10 {
+            let (a, b) = (try direct.next(), try prefetched.next())
+            XCTAssertEqual(identities(a), identities(b))
+            XCTAssertEqual(a.state, b.state)
+            XCTAssertEqual(a.images?.array, b.images?.array)
+        }
+    }
+}
