@@ -218,6 +218,16 @@ public final class Dataset {
         }
     }
 
+    /// Decompresses every frame once on the calling thread; returns the decompressed bytes.
+    public func decompressAll() throws -> Int {
+        var bytes = 0
+        for i in index.shards.indices {
+            let r = try reader(i)
+            for frame in 0 ..< r.frameCount { bytes += try r.block(frame).count }
+        }
+        return bytes
+    }
+
     /// Checks every shard's hash, every frame's checksum and every record; `progress` gets records done.
     public func verify(progress: (Int) -> Void = { _ in }) throws {
         var done = 0

@@ -11,6 +11,6 @@ struct XTrain: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure xtrain's speed against baselines run side by side in the same process.",
-        subcommands: [BenchKernels.self]
+        subcommands: [BenchKernels.self, BenchData.self]
     )
 }
