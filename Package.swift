@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,6 +31,9 @@ let package = Package(
         .target(name: "CImageCodecs", cSettings: [.unsafeFlags(["-I/usr/include/libpng16"])],
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
+        // HDF5 checkpoints (Debian's serial HDF5) behind an error-returning C shim.
+        .target(name: "CH5IO", dependencies: ["CHDF5"]),
+
         // Float32 tensors and hand-written forward/backward kernels.
         .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
 
@@ -39,11 +43,14 @@ let package = Package(
         // Sharded zstd token streams, tokenizer, images, synthetic data and the loader.
         .target(name: "Datasets", dependencies: ["Tensors", "CZstd", "CImageCodecs"], swiftSettings: cpuFlags),
 
+        // Recipes, AdamW, schedules, checkpoints, the training loop, metrics.
+        .target(name: "Training", dependencies: ["Tensors", "Models", "Datasets", "CH5IO"], swiftSettings: cpuFlags),
+
         // The command-line tool.
         .executableTarget(
             name: "xtrain",
             dependencies: [
-                "Tensors", "Models", "Datasets", "CBLAS",
+                "Tensors", "Models", "Datasets", "Training", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuFlags
@@ -52,6 +59,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Datasets", "Tensors"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CBLAS", "CZstd", "CHDF5"]),
     ],
     // Kernels hand raw pointers to their parallel chunks; the Swift 5 mode keeps that free of Sendable ceremony.

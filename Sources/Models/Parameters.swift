@@ -152,9 +152,9 @@ struct LayerNormActivations {
     let out: Tensor, mean: Tensor, rstd: Tensor
 
     init(_ arena: Arena, rows: Int, width: Int, shape: [Int]? = nil) {
-        out = arena.tensor(shape ?? [rows, width])
-        mean = arena.tensor([rows])
-        rstd = arena.tensor([rows])
+        out = arena.tensor(shape ?? [rows, width], zeroed: false)
+        mean = arena.tensor([rows], zeroed: false)
+        rstd = arena.tensor([rows], zeroed: false)
     }
 
     func forward(_ inp: Tensor, _ p: NormParams, eps: Float) {

@@ -63,13 +63,13 @@ public final class PerceiveSampler {
 
         init(_ arena: Arena, images n: Int, queries: Int, keys: Int, _ c: QFormerConfig) {
             let h = c.hiddenSize
-            q = arena.tensor([n, queries, h])
-            k = arena.tensor([n, keys, h])
-            v = arena.tensor([n, keys, h])
-            probs = arena.tensor([n, c.numAttentionHeads, queries, keys])
-            context = arena.tensor([n, queries, h])
-            dense = arena.tensor([n, queries, h])
-            sum = arena.tensor([n, queries, h])
+            q = arena.tensor([n, queries, h], zeroed: false)
+            k = arena.tensor([n, keys, h], zeroed: false)
+            v = arena.tensor([n, keys, h], zeroed: false)
+            probs = arena.tensor([n, c.numAttentionHeads, queries, keys], zeroed: false)
+            context = arena.tensor([n, queries, h], zeroed: false)
+            dense = arena.tensor([n, queries, h], zeroed: false)
+            sum = arena.tensor([n, queries, h], zeroed: false)
             norm = LayerNormActivations(arena, rows: n * queries, width: h, shape: [n, queries, h])
         }
     }
@@ -90,16 +90,16 @@ public final class PerceiveSampler {
 
         init(_ arena: Arena, images n: Int, imageTokens: Int, _ s: PerceiveSampler) {
             let (c, q, h) = (s.config, s.queries, s.config.hiddenSize)
-            queries = arena.tensor([n, q, h])
+            queries = arena.tensor([n, q, h], zeroed: false)
             embedded = LayerNormActivations(arena, rows: n * q, width: h, shape: [n, q, h])
             layers = (0 ..< c.numHiddenLayers).map { l in
                 LayerActivations(attention: BlockActivations(arena, images: n, queries: q, keys: q, c),
                                  crossAttention: c.hasCrossAttention(l) ? BlockActivations(arena, images: n, queries: q, keys: imageTokens, c) : nil,
-                                 hidden: arena.tensor([n, q, c.intermediateSize]), activated: arena.tensor([n, q, c.intermediateSize]),
-                                 output: arena.tensor([n, q, h]), sum: arena.tensor([n, q, h]),
+                                 hidden: arena.tensor([n, q, c.intermediateSize], zeroed: false), activated: arena.tensor([n, q, c.intermediateSize], zeroed: false),
+                                 output: arena.tensor([n, q, h], zeroed: false), sum: arena.tensor([n, q, h], zeroed: false),
                                  norm: LayerNormActivations(arena, rows: n * q, width: h, shape: [n, q, h]))
             }
-            projected = arena.tensor([n, q, s.projection.outFeatures])
+            projected = arena.tensor([n, q, s.projection.outFeatures], zeroed: false)
         }
     }
 

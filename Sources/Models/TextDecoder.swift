@@ -47,8 +47,8 @@ public final class TextDecoder {
         let out, rstd: Tensor
 
         init(_ arena: Arena, _ shape: [Int]) {
-            out = arena.tensor(shape)
-            rstd = arena.tensor([shape.dropLast().reduce(1, *)])
+            out = arena.tensor(shape, zeroed: false)
+            rstd = arena.tensor([shape.dropLast().reduce(1, *)], zeroed: false)
         }
     }
 
@@ -72,18 +72,18 @@ public final class TextDecoder {
 
         init(_ arena: Arena, batch b: Int, length t: Int, _ c: TextConfig) {
             let (d, i, h, v) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads, c.vocabSize)
-            embeddings = arena.tensor([b, t, d])
-            keyMask = arena.tensor([b, t])
+            embeddings = arena.tensor([b, t, d], zeroed: false)
+            keyMask = arena.tensor([b, t], zeroed: false)
             layers = (0 ..< c.numHiddenLayers).map { _ in
                 LayerActivations(inputNorm: NormActivations(arena, [b, t, d]), postAttentionNorm: NormActivations(arena, [b, t, d]),
-                                 q: arena.tensor([b, t, d]), k: arena.tensor([b, t, d]), v: arena.tensor([b, t, d]),
-                                 probs: arena.tensor([b, h, t, t]), context: arena.tensor([b, t, d]), attnOut: arena.tensor([b, t, d]),
-                                 residual1: arena.tensor([b, t, d]), gate: arena.tensor([b, t, i]), up: arena.tensor([b, t, i]),
-                                 gated: arena.tensor([b, t, i]), mlpOut: arena.tensor([b, t, d]), residual2: arena.tensor([b, t, d]))
+                                 q: arena.tensor([b, t, d], zeroed: false), k: arena.tensor([b, t, d], zeroed: false), v: arena.tensor([b, t, d], zeroed: false),
+                                 probs: arena.tensor([b, h, t, t], zeroed: false), context: arena.tensor([b, t, d], zeroed: false), attnOut: arena.tensor([b, t, d], zeroed: false),
+                                 residual1: arena.tensor([b, t, d], zeroed: false), gate: arena.tensor([b, t, i], zeroed: false), up: arena.tensor([b, t, i], zeroed: false),
+                                 gated: arena.tensor([b, t, i], zeroed: false), mlpOut: arena.tensor([b, t, d], zeroed: false), residual2: arena.tensor([b, t, d], zeroed: false))
             }
             finalNorm = NormActivations(arena, [b, t, d])
-            logits = arena.tensor([b, t, v])
-            losses = arena.tensor([b * t])
+            logits = arena.tensor([b, t, v], zeroed: false)
+            losses = arena.tensor([b * t], zeroed: false)
         }
     }
 

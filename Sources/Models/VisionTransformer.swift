@@ -53,9 +53,9 @@ public final class VisionTransformer {
 
         init(_ arena: Arena, images n: Int, _ c: VisionConfig) {
             let (t, d, p) = (c.tokens, c.hiddenSize, c.patchSize)
-            cols = arena.tensor([n * (t - 1), 3 * p * p])
-            patches = arena.tensor([n, t - 1, d])
-            embeddings = arena.tensor([n, t, d])
+            cols = arena.tensor([n * (t - 1), 3 * p * p], zeroed: false)
+            patches = arena.tensor([n, t - 1, d], zeroed: false)
+            embeddings = arena.tensor([n, t, d], zeroed: false)
             layers = (0 ..< c.numHiddenLayers).map { _ in LayerActivations(arena, images: n, c) }
             post = LayerNormActivations(arena, rows: n * t, width: d, shape: [n, t, d])
         }
@@ -73,16 +73,16 @@ public final class VisionTransformer {
         init(_ arena: Arena, images n: Int, _ c: VisionConfig) {
             let (t, d, f, h) = (c.tokens, c.hiddenSize, c.intermediateSize, c.numAttentionHeads)
             norm1 = LayerNormActivations(arena, rows: n * t, width: d, shape: [n, t, d])
-            qkv = arena.tensor([n, t, 3 * d])
-            probs = arena.tensor([n, h, t, t])
-            context = arena.tensor([n, t, d])
-            projected = arena.tensor([n, t, d])
-            residual1 = arena.tensor([n, t, d])
+            qkv = arena.tensor([n, t, 3 * d], zeroed: false)
+            probs = arena.tensor([n, h, t, t], zeroed: false)
+            context = arena.tensor([n, t, d], zeroed: false)
+            projected = arena.tensor([n, t, d], zeroed: false)
+            residual1 = arena.tensor([n, t, d], zeroed: false)
             norm2 = LayerNormActivations(arena, rows: n * t, width: d, shape: [n, t, d])
-            hidden = arena.tensor([n, t, f])
-            activated = arena.tensor([n, t, f])
-            mlpOut = arena.tensor([n, t, d])
-            residual2 = arena.tensor([n, t, d])
+            hidden = arena.tensor([n, t, f], zeroed: false)
+            activated = arena.tensor([n, t, f], zeroed: false)
+            mlpOut = arena.tensor([n, t, d], zeroed: false)
+            residual2 = arena.tensor([n, t, d], zeroed: false)
         }
     }
 

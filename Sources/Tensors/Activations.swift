@@ -1,17 +1,15 @@
-import Foundation
-
 /// Elementwise kernels: GELU (erf), SiLU, the SwiGLU product, dropout and the residual add.
 
 /// Elements per chunk before elementwise work is split over threads.
 @usableFromInline let elementwiseGrain = 1 << 15
 
-/// out = 0.5 * x * (1 + erf(x / sqrt 2)), the exact GELU. out and inp have the same shape.
+/// out = 0.5 * x * (1 + erf(x / sqrt 2)), the exact GELU (erf to 1.5e-7). out and inp have the same shape.
 public func geluForward(out: Tensor, inp: Tensor) {
     out.expectSameShape(inp, "geluForward out vs inp")
     Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
-        for i in range {
-            let x = inp.data[i]
-            out.data[i] = 0.5 * x * (1 + erf(x * Float(0.5.squareRoot())))
+        vectorized(range) { i, n in
+            let x = load(inp.data + i, n)
+            store(0.5 * x * (1 + fastErf(x * Float(0.5.squareRoot()))), out.data + i, n)
         }
     }
 }
@@ -21,22 +19,26 @@ public func geluBackward(dinp: Tensor, dout: Tensor, inp: Tensor) {
     dinp.expectSameShape(inp, "geluBackward dinp vs inp"); dout.expectSameShape(inp, "geluBackward dout vs inp")
     let invSqrt2Pi = Float(1 / (2 * Double.pi).squareRoot())
     Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
-        for i in range {
-            let x = inp.data[i]
-            let cdf = 0.5 * (1 + erf(x * Float(0.5.squareRoot())))
-            dinp.data[i] += dout.data[i] * (cdf + x * invSqrt2Pi * fastExp(-0.5 * x * x))
+        vectorized(range) { i, n in
+            let x = load(inp.data + i, n)
+            let cdf = 0.5 * (1 + fastErf(x * Float(0.5.squareRoot())))
+            let d = load(dinp.data + i, n) + load(dout.data + i, n) * (cdf + x * invSqrt2Pi * fastExp(-0.5 * x * x))
+            store(d, dinp.data + i, n)
         }
     }
 }
 
-@inlinable
-func sigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
+@inlinable @inline(__always)
+func sigmoid(_ x: Float16x) -> Float16x { 1 / (1 + fastExp(-x)) }
 
 /// out = x * sigmoid(x).
 public func siluForward(out: Tensor, inp: Tensor) {
     out.expectSameShape(inp, "siluForward out vs inp")
     Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
-        for i in range { let x = inp.data[i]; out.data[i] = x * sigmoid(x) }
+        vectorized(range) { i, n in
+            let x = load(inp.data + i, n)
+            store(x * sigmoid(x), out.data + i, n)
+        }
     }
 }
 
@@ -44,9 +46,9 @@ public func siluForward(out: Tensor, inp: Tensor) {
 public func siluBackward(dinp: Tensor, dout: Tensor, inp: Tensor) {
     dinp.expectSameShape(inp, "siluBackward dinp vs inp"); dout.expectSameShape(inp, "siluBackward dout vs inp")
     Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
-        for i in range {
-            let x = inp.data[i], s = sigmoid(x)
-            dinp.data[i] += dout.data[i] * s * (1 + x * (1 - s))
+        vectorized(range) { i, n in
+            let x = load(inp.data + i, n), s = sigmoid(x)
+            store(load(dinp.data + i, n) + load(dout.data + i, n) * s * (1 + x * (1 - s)), dinp.data + i, n)
         }
     }
 }
@@ -55,7 +57,10 @@ public func siluBackward(dinp: Tensor, dout: Tensor, inp: Tensor) {
 public func swigluForward(out: Tensor, gate: Tensor, up: Tensor) {
     out.expectSameShape(gate, "swigluForward out vs gate"); up.expectSameShape(gate, "swigluForward up vs gate")
     Parallel.chunks(gate.count, grain: elementwiseGrain) { range in
-        for i in range { let g = gate.data[i]; out.data[i] = g * sigmoid(g) * up.data[i] }
+        vectorized(range) { i, n in
+            let g = load(gate.data + i, n)
+            store(g * sigmoid(g) * load(up.data + i, n), out.data + i, n)
+        }
     }
 }
 
@@ -65,10 +70,10 @@ public func swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tenso
         t.expectSameShape(gate, "swigluBackward \(name) vs gate")
     }
     Parallel.chunks(gate.count, grain: elementwiseGrain) { range in
-        for i in range {
-            let g = gate.data[i], s = sigmoid(g), dy = dout.data[i]
-            dgate.data[i] += dy * up.data[i] * s * (1 + g * (1 - s))
-            dup.data[i] += dy * g * s
+        vectorized(range) { i, n in
+            let g = load(gate.data + i, n), s = sigmoid(g), dy = load(dout.data + i, n)
+            store(load(dgate.data + i, n) + dy * load(up.data + i, n) * s * (1 + g * (1 - s)), dgate.data + i, n)
+            store(load(dup.data + i, n) + dy * g * s, dup.data + i, n)
         }
     }
 }

@@ -161,8 +161,9 @@ public final class Arena {
         self.measuring = true
     }
 
-    /// A zero-filled tensor of `shape`, 64-byte aligned, valid until the arena is reset.
-    public func tensor(_ shape: [Int]) -> Tensor {
+    /// A tensor of `shape`, 64-byte aligned, valid until the arena is reset; zero-filled unless
+    /// `zeroed` is false (for outputs a kernel overwrites entirely).
+    public func tensor(_ shape: [Int], zeroed: Bool = true) -> Tensor {
         let count = Tensor.elementCount(shape)
         let aligned = (count + 15) & ~15
         if measuring {
@@ -176,7 +177,7 @@ public final class Arena {
         }
         if blockIndex >= blocks.count { addBlock(max(aligned, minimumBlock)) }
         let t = Tensor(shape: shape, storage: blocks[blockIndex], offset: offset)
-        t.zero()
+        if zeroed { t.zero() }
         offset += aligned
         usedInPass += aligned
         peakElements = max(peakElements, usedInPass)

@@ -5,7 +5,21 @@ import Tensors
 enum Entry {
     static func main() {
         selectBLASKernels()
-        XTrain.main()
+        XTrain.main(resumeWithoutValue(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    /// `--resume` takes a value only when a checkpoint path (*.h5) follows; alone it means the newest
+    /// checkpoint of the run directory.
+    static func resumeWithoutValue(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        for (i, a) in arguments.enumerated() {
+            if a == "--resume", !(i + 1 < arguments.count && arguments[i + 1].hasSuffix(".h5")) {
+                out.append("--resume=latest")
+            } else {
+                out.append(a)
+            }
+        }
+        return out
     }
 
     /// Restarts the process once with OPENBLAS_CORETYPE set when OpenBLAS fell back to slow generic

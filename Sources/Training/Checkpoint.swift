@@ -1,0 +1,156 @@
+import Datasets
+import Foundation
+import Models
+import Tensors
+
+/// Everything besides tensors that a resumed run needs.
+public struct TrainingState: Codable, Equatable, Sendable {
+    /// Optimizer steps completed.
+    public var step: Int
+    public var rng: RNG.State
+    public var loader: LoaderState
+}
+
+/// Checkpoints in HDF5 (readable with h5py):
+///
+///     /params/<hf key>       every parameter, Float32, fletcher32-checksummed
+///     /adam/m/<hf key>, /adam/v/<hf key>   AdamW moments of the trained parameters
+///     attributes: format, state (JSON: step, RNG, loader), recipe (JSON), model_config (config.json),
+///                 trainable (JSON list of parts), params_xxh64 (hash of all parameter bytes)
+///
+/// A checkpoint is written to a temporary name in the run directory, flushed to disk, then renamed to
+/// `step-NNNNNNN.h5`; a crash while writing leaves the previous checkpoints as they were.
+public enum Checkpoint {
+    public static let format = "xtrain-checkpoint-1"
+
+    public static func fileName(step: Int) -> String { String(format: "step-%07d.h5", step) }
+
+    /// The checkpoints in `directory`, oldest first.
+    public static func list(_ directory: URL) -> [URL] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".h5") }.sorted().map { directory.appendingPathComponent($0) }
+    }
+
+    /// XXH64 of all parameter values: identifies the base a LoRA checkpoint applies to.
+    public static func parameterHash(_ parameters: Parameters) -> String {
+        var hasher = XXHash64()
+        hasher.update(UnsafeRawBufferPointer(start: parameters.values.base, count: parameters.values.count * 4))
+        return hasher.hexDigest
+    }
+
+    /// Writes a checkpoint of `model` (and `optimizer`) after `state.step` steps; keeps the newest `keep`.
+    @discardableResult
+    public static func save(directory: URL, model: XComposer, optimizer: AdamW?, state: TrainingState, recipe: String, keep: Int) throws -> URL {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let final = directory.appendingPathComponent(fileName(step: state.step))
+        let temporary = directory.appendingPathComponent(".\(final.lastPathComponent).tmp-\(getpid())")
+        try? FileManager.default.removeItem(at: temporary)
+        do {
+            let file = try H5File.create(temporary.path)
+            let p = model.parameters
+            for spec in p.specs {
+                try file.write("params/" + spec.name, p.value(spec.name)!)
+                faultPoint("checkpoint-write")
+            }
+            if let optimizer {
+                for spec in p.specs {
+                    guard let g = spec.gradOffset else { continue }
+                    try file.write("adam/m/" + spec.name, optimizer.m.base + g, shape: spec.shape)
+                    try file.write("adam/v/" + spec.name, optimizer.v.base + g, shape: spec.shape)
+                }
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            try file.setString("format", format)
+            try file.setString("state", String(decoding: try encoder.encode(state), as: UTF8.self))
+            try file.setString("recipe", recipe)
+            try file.setString("model_config", String(decoding: try model.config.jsonData(), as: UTF8.self))
+            try file.setString("trainable", String(decoding: try encoder.encode(model.trainable.map(\.rawValue).sorted()), as: UTF8.self))
+            try file.setString("params_xxh64", parameterHash(p))
+            try file.flush()
+        }
+        try syncToDisk(temporary)
+        guard rename(temporary.path, final.path) == 0 else {
+            throw TrainingError("\(final.path): cannot rename the checkpoint into place (\(String(cString: strerror(errno))))")
+        }
+        try syncToDisk(directory)
+        for old in list(directory).dropLast(keep) { try? FileManager.default.removeItem(at: old) }
+        return final
+    }
+
+    /// What a checkpoint says about itself, read without loading tensors.
+    public struct Header {
+        public let url: URL
+        public let state: TrainingState
+        public let recipe: String
+        public let config: ModelConfig
+        public let trainable: Set<ModelPart>
+        public let parameterHash: String
+        let file: H5File
+    }
+
+    /// Opens a checkpoint and reads its attributes; errors name the file and what is wrong.
+    public static func header(_ url: URL) throws -> Header {
+        let file = try H5File.open(url.path)
+        guard file.string("format") == format else {
+            throw TrainingError("\(url.path): not an xtrain checkpoint (format '\(file.string("format") ?? "none")', expected \(format))")
+        }
+        guard let stateJSON = file.string("state"), let state = try? JSONDecoder().decode(TrainingState.self, from: Data(stateJSON.utf8)),
+              let configJSON = file.string("model_config"), let config = try? JSONDecoder().decode(ModelConfig.self, from: Data(configJSON.utf8)),
+              let trainableJSON = file.string("trainable"), let parts = try? JSONDecoder().decode([String].self, from: Data(trainableJSON.utf8)),
+              let hash = file.string("params_xxh64") else {
+            throw TrainingError("\(url.path): the checkpoint's attributes are missing or corrupt")
+        }
+        return Header(url: url, state: state, recipe: file.string("recipe") ?? "", config: config,
+                      trainable: Set(parts.compactMap(ModelPart.init(rawValue:))), parameterHash: hash, file: file)
+    }
+
+    /// Loads the parameters of `header` into `model` (and the moments into `optimizer` when given);
+    /// refuses a checkpoint of another model shape and verifies the parameters' hash.
+    public static func load(_ header: Header, into model: XComposer, optimizer: AdamW?) throws {
+        let path = header.url.path, file = header.file
+        for spec in model.parameters.specs {
+            guard let shape = file.shape("params/" + spec.name) else {
+                throw TrainingError("\(path): tensor '\(spec.name)' \(spec.shape) is missing: the checkpoint is of another model")
+            }
+            guard shape == spec.shape else {
+                throw TrainingError("\(path): tensor '\(spec.name)' has shape \(shape), this model expects \(spec.shape): the checkpoint is of another model")
+            }
+            try file.read("params/" + spec.name, into: model.parameters.values.base + spec.offset, count: spec.count)
+        }
+        let hash = parameterHash(model.parameters)
+        guard hash == header.parameterHash else {
+            throw TrainingError("\(path): parameter hash \(hash) differs from the recorded \(header.parameterHash) (corrupt checkpoint)")
+        }
+        guard let optimizer else { return }
+        for spec in model.parameters.specs {
+            guard let g = spec.gradOffset else { continue }
+            guard file.shape("adam/m/" + spec.name) != nil else {
+                throw TrainingError("\(path): AdamW moments of '\(spec.name)' are missing (the checkpoint trained other parts: \(header.trainable.map(\.rawValue).sorted()))")
+            }
+            try file.read("adam/m/" + spec.name, into: optimizer.m.base + g, count: spec.count)
+            try file.read("adam/v/" + spec.name, into: optimizer.v.base + g, count: spec.count)
+        }
+        optimizer.step = header.state.step
+    }
+}
+
+/// fsync of a file or directory.
+func syncToDisk(_ url: URL) throws {
+    let fd = open(url.path, O_RDONLY)
+    guard fd >= 0 else { throw TrainingError("\(url.path): cannot open to flush (\(String(cString: strerror(errno))))") }
+    defer { close(fd) }
+    guard fsync(fd) == 0 else { throw TrainingError("\(url.path): fsync failed (\(String(cString: strerror(errno))))") }
+}
+
+/// A fault-injection point for the crash tests: with XTRAIN_FAULT=<name>[:<n>] the process kills itself
+/// (SIGKILL) the n-th time (default 1st) it passes point <name>. Unset, it costs one dictionary lookup.
+func faultPoint(_ name: String) {
+    guard let spec = ProcessInfo.processInfo.environment["XTRAIN_FAULT"] else { return }
+    let parts = spec.split(separator: ":")
+    guard parts.first.map(String.init) == name else { return }
+    FaultCounter.hits += 1
+    if FaultCounter.hits >= (parts.count > 1 ? Int(parts[1]) ?? 1 : 1) { kill(getpid(), SIGKILL) }
+}
+
+enum FaultCounter { nonisolated(unsafe) static var hits = 0 }

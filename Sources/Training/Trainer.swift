@@ -1,0 +1,217 @@
+import Datasets
+import Foundation
+import Models
+import Tensors
+
+/// Where a run starts from.
+public enum Resume: Sendable {
+    case no
+    /// The newest checkpoint in the run directory.
+    case latest
+    case from(URL)
+}
+
+/// One loop for pretraining, LoRA and instruction tuning: the recipe decides what is trained on what.
+public final class Trainer {
+    public let recipe: LoadedRecipe
+    public let model: XComposer
+    public let optimizer: AdamW
+    public let runDirectory: URL
+    let schedule: Schedule
+    let loader: Loader
+    let evalSources: [Dataset]
+    var state: TrainingState
+    var rng: RNG
+    let log: (String) -> Void
+    private let arena = Arena()
+
+    /// Sets up the model, data and optimizer, from scratch or from a checkpoint; nothing runs yet.
+    public init(recipe loaded: LoadedRecipe, resume: Resume, log: @escaping (String) -> Void = { print($0) }) throws {
+        let r = loaded.recipe
+        recipe = loaded
+        self.log = log
+        runDirectory = loaded.resolve(r.checkpoint.dir)
+        let config = try Trainer.modelConfig(loaded)
+        model = XComposer(config: config, trainable: r.trainableParts)
+        optimizer = AdamW(parameters: model.parameters, beta1: r.betas.0, beta2: r.betas.1, eps: r.eps, weightDecay: r.weightDecay)
+        schedule = Schedule(warmup: r.schedule.warmupSteps, total: r.steps, minimum: r.schedule.minLr, cosine: (r.schedule.decay ?? "cosine") == "cosine")
+        let train = try r.data.train.map { try Dataset(loaded.resolve($0.path)) }
+        evalSources = try (r.data.eval ?? []).map { try Dataset(loaded.resolve($0.path)) }
+        for dataset in train + evalSources {
+            try dataset.checkCompatible(vocabSize: config.textConfig.vocabSize, imageQueries: config.numQueryTokens, imageTokenIndex: config.imageTokenIndex!)
+            guard dataset.index.imageSide == config.visionConfig.imageSize else {
+                throw TrainingError("\(dataset.directory.path): images are \(dataset.index.imageSide) pixels, the model's vision_config.image_size is \(config.visionConfig.imageSize)")
+            }
+        }
+        rng = RNG(seed: r.seed)
+        let checkpoint: URL?
+        switch resume {
+        case .no:
+            checkpoint = nil
+            if let existing = Checkpoint.list(runDirectory).last {
+                throw TrainingError("\(runDirectory.path): holds checkpoints already (\(existing.lastPathComponent)); pass --resume to continue, or set checkpoint.dir to a new directory")
+            }
+        case .latest:
+            guard let last = Checkpoint.list(runDirectory).last else {
+                throw TrainingError("\(runDirectory.path): no checkpoint to resume from")
+            }
+            checkpoint = last
+        case .from(let url):
+            checkpoint = url
+        }
+        let header = try checkpoint.map { try Checkpoint.header($0) }
+        if let header, header.config != config {
+            throw TrainingError("\(header.url.path): the checkpoint's model config differs from \(r.model); it is of another model")
+        }
+        guard r.data.sequenceLength <= config.textConfig.maxPositionEmbeddings else {
+            throw TrainingError("\(loaded.url.path): data.sequence_length \(r.data.sequenceLength) exceeds the model's max_position_embeddings \(config.textConfig.maxPositionEmbeddings)")
+        }
+        loader = try Loader(sources: train, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: r.data.batchSize / r.gradientAccumulation,
+                            sequenceLength: r.data.sequenceLength, seed: r.seed, state: header?.state.loader)
+        state = header?.state ?? TrainingState(step: 0, rng: rng.state, loader: loader.state)
+        if let header {
+            try Checkpoint.load(header, into: model, optimizer: optimizer)
+            rng = RNG(state: header.state.rng)
+            log("resumed from \(header.url.path) at step \(state.step)")
+        } else {
+            try initialize()
+        }
+    }
+
+    static func modelConfig(_ loaded: LoadedRecipe) throws -> ModelConfig {
+        var url = loaded.resolve(loaded.recipe.model)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            url.appendPathComponent("config.json")
+        }
+        return try ModelConfig.load(url)
+    }
+
+    /// The recipe's `init`: random weights, a Hugging Face directory, or a checkpoint's weights.
+    func initialize() throws {
+        let r = recipe.recipe
+        switch r.`init`.from {
+        case "random":
+            initializeRandomly(model.parameters, rng: &rng, std: Float(r.`init`.std ?? 0.02))
+        case "huggingface":
+            try model.loadWeights(directory: recipe.resolve(r.`init`.path!))
+        default:
+            let header = try Checkpoint.header(recipe.resolve(r.`init`.path!))
+            guard header.config == model.config else {
+                throw TrainingError("\(header.url.path): init.path: the checkpoint's model config differs from \(r.model)")
+            }
+            try Checkpoint.load(header, into: model, optimizer: nil)
+        }
+        state.rng = rng.state
+    }
+
+    /// Positions whose next-token target counts: labels[t + 1] != -100 within each sequence.
+    static func countedTargets(_ b: LoadedBatch) -> Int {
+        var n = 0
+        for row in 0 ..< b.batchSize {
+            for t in 1 ..< b.sequenceLength where b.labels[row * b.sequenceLength + t] != ignoreIndex { n += 1 }
+        }
+        return n
+    }
+
+    static func modelBatch(_ b: LoadedBatch) -> Batch {
+        Batch(batchSize: b.batchSize, sequenceLength: b.sequenceLength, tokens: b.tokens, labels: b.labels, attentionMask: b.attentionMask, images: b.images)
+    }
+
+    /// What a finished run reports.
+    public struct Summary {
+        public let losses: [Float]
+        public let evalLosses: [(step: Int, loss: Double)]
+        public let seconds: Double
+    }
+
+    /// Trains from the current step to the recipe's last, checkpointing and evaluating as it says.
+    @discardableResult
+    public func run() throws -> Summary {
+        let r = recipe.recipe
+        try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+        let metrics = try MetricsLog(runDirectory.appendingPathComponent("metrics.jsonl"), keepingThrough: state.step)
+        let progress = ProgressLine(total: r.steps, every: r.logEvery ?? 10)
+        let prefetcher = Prefetcher(loader, depth: 2 * r.gradientAccumulation)
+        defer { prefetcher.stop() }
+        var losses: [Float] = [], evals: [(Int, Double)] = []
+        let start = Date()
+        let parts = model.trainable.sorted { $0.rawValue < $1.rawValue }
+        while state.step < r.steps {
+            let stepStart = Date()
+            let rates = Dictionary(uniqueKeysWithValues: parts.map { ($0, schedule.rate(step: state.step, peak: r.peakLearningRates[$0]!)) })
+            model.parameters.zeroGrads()
+            let micro = try (0 ..< r.gradientAccumulation).map { _ in try prefetcher.next() }
+            let total = micro.reduce(0) { $0 + Trainer.countedTargets($1) }
+            var lossSum = 0.0
+            for b in micro {
+                arena.reset()
+                let batch = Trainer.modelBatch(b)
+                let activations = try model.forward(batch, arena: arena)
+                lossSum += Double(activations.loss) * Double(activations.counted)
+                if total > 0 { model.backward(activations, tokens: batch.tokens, arena: arena, lossScale: Float(activations.counted) / Float(total)) }
+            }
+            let loss = total > 0 ? Float(lossSum / Double(total)) : 0
+            let norm = gradientNorm(model.parameters)
+            guard loss.isFinite, norm.isFinite else {
+                let last = Checkpoint.list(runDirectory).last.map { "the last good checkpoint is \($0.path)" } ?? "no checkpoint was written"
+                throw TrainingError("step \(state.step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(loss.isFinite ? norm : Double(loss)); stopping before the update (\(last))")
+            }
+            if let clip = r.optimizer.gradClip, norm > clip { scaleGradients(model.parameters, by: Float(clip / (norm + 1e-6))) }
+            optimizer.update(model.parameters, rates: rates)
+            state.step += 1
+            state.loader = micro.last!.state
+            state.rng = rng.state
+            losses.append(loss)
+            let seconds = Date().timeIntervalSince(stepStart)
+            let tokens = micro.reduce(0) { $0 + Int($1.attentionMask.reduce(0, +)) }
+            progress.record(step: state.step, loss: loss, rates: rates, tokens: tokens, samples: r.data.batchSize, seconds: seconds)
+            try metrics.append(["step": state.step, "loss": Double(loss), "grad_norm": norm, "tokens": total,
+                                "lr": Dictionary(uniqueKeysWithValues: rates.map { ($0.key.rawValue, $0.value) }),
+                                "tokens_per_s": Double(tokens) / seconds, "samples_per_s": Double(r.data.batchSize) / seconds,
+                                "elapsed_s": Date().timeIntervalSince(start)])
+            if let e = r.eval, state.step % e.every == 0 || state.step == r.steps {
+                let evalLoss = try evaluate(batches: e.batches)
+                evals.append((state.step, evalLoss))
+                progress.message("step \(state.step): held-out loss \(String(format: "%.4f", evalLoss))")
+                try metrics.append(["step": state.step, "eval_loss": evalLoss])
+            }
+            if state.step % r.checkpoint.every == 0 || state.step == r.steps {
+                let url = try Checkpoint.save(directory: runDirectory, model: model, optimizer: optimizer, state: state, recipe: recipe.json, keep: r.checkpoint.keep ?? 3)
+                progress.message("step \(state.step): checkpoint \(url.path)")
+            }
+        }
+        progress.finish()
+        return Summary(losses: losses, evalLosses: evals, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Mean next-token loss over the first `batches` batches of the eval data (always the same batches).
+    public func evaluate(batches: Int) throws -> Double {
+        let r = recipe.recipe
+        let loader = try Loader(sources: evalSources, weights: (r.data.eval ?? []).map { $0.weight ?? 1 },
+                                globalBatch: r.data.batchSize / r.gradientAccumulation, sequenceLength: r.data.sequenceLength, seed: r.seed, shuffle: false)
+        let evalArena = Arena()
+        var sum = 0.0, counted = 0
+        for _ in 0 ..< batches {
+            evalArena.reset()
+            let activations = try model.forward(Trainer.modelBatch(try loader.next()), arena: evalArena)
+            sum += Double(activations.loss) * Double(activations.counted)
+            counted += activations.counted
+        }
+        return counted > 0 ? sum / Double(counted) : 0
+    }
+}
+
+/// Random init: matrices, embeddings and query tokens N(0, std); biases 0; norm weights 1.
+public func initializeRandomly(_ parameters: Parameters, rng: inout RNG, std: Float) {
+    for spec in parameters.specs {
+        let t = parameters.value(spec.name)!
+        if spec.name.hasSuffix(".bias") {
+            t.zero()
+        } else if spec.shape.count == 1 {
+            t.fill(1)
+        } else {
+            rng.fillNormal(t, std: std)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Tensors
+import Foundation
+import Training
+
+/// Options shared by `pretrain`, `lora` and `instruct`: one loop, different recipes.
+struct TrainOptions: ParsableArguments {
+    @Argument(help: "The recipe (JSON), e.g. recipes/stageA.json.")
+    var recipe: String
+
+    @Option(help: ArgumentHelp("Continue from a checkpoint: a step-NNNNNNN.h5 path, or without a value the newest one in the run directory.",
+                               valueName: "checkpoint.h5"))
+    var resume: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a recipe field, e.g. --set steps=50 --set optimizer.lr.sampler=1e-4 (repeatable).", valueName: "key.path=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Threads for the kernels (default: XTRAIN_THREADS or all cores).")
+    var threads: Int?
+
+    func train() throws {
+        if let threads {
+            guard threads > 0 else { throw ValidationError("--threads must be positive") }
+            Tensors.Parallel.setThreads(threads)
+        }
+        let loaded = try LoadedRecipe.load(URL(fileURLWithPath: recipe), overrides: overrides)
+        let from: Resume = switch resume {
+        case nil: .no
+        case "latest": .latest
+        case let path?: .from(URL(fileURLWithPath: path))
+        }
+        let trainer = try Trainer(recipe: loaded, resume: from)
+        let r = loaded.recipe
+        print("\(loaded.url.path): \(r.description ?? "")")
+        print("model \(r.model): training \(trainer.model.trainable.map(\.rawValue).sorted().joined(separator: ", ")); \(r.steps) steps of \(r.data.batchSize) x \(r.data.sequenceLength) tokens; run directory \(trainer.runDirectory.path)")
+        let summary = try trainer.run()
+        let last = summary.losses.last.map { String(format: "%.4f", $0) } ?? "-"
+        let eval = summary.evalLosses.map { "step \($0.step) \(String(format: "%.4f", $0.loss))" }.joined(separator: ", ")
+        print("done in \(String(format: "%.1f", summary.seconds)) s: final training loss \(last)\(eval.isEmpty ? "" : "; held-out loss: \(eval)")")
+    }
+}
+
+struct Pretrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stage A: pretrain the Perceive Sampler and the decoder (ViT frozen) as the recipe says.",
+        discussion: "Writes checkpoints and metrics.jsonl to the recipe's checkpoint.dir. Example: xtrain pretrain recipes/stageA.json"
+    )
+
+    @OptionGroup var options: TrainOptions
+
+    func run() throws { try options.train() }
+}
