@@ -37,6 +37,20 @@ public struct ShapesScene: Equatable, Sendable {
 
     public static let side = 224
 
+    /// The scene drawn at `side` x `side` pixels: drawn at 224, then sampled by nearest neighbour.
+    public func render(side: Int) -> RGBImage {
+        let full = render()
+        guard side != ShapesScene.side else { return full }
+        var pixels = [UInt8](repeating: 0, count: side * side * 3)
+        for y in 0 ..< side {
+            for x in 0 ..< side {
+                let src = ((y * ShapesScene.side / side) * ShapesScene.side + x * ShapesScene.side / side) * 3
+                for c in 0 ..< 3 { pixels[(y * side + x) * 3 + c] = full.pixels[src + c] }
+            }
+        }
+        return RGBImage(width: side, height: side, pixels: pixels)
+    }
+
     /// The scene drawn as a 224x224 RGB image.
     public func render() -> RGBImage {
         let side = ShapesScene.side
@@ -127,7 +141,9 @@ public enum ShapesDataset {
 
     /// Generates every task's train and eval split (different seeds) for `queries` placeholders per
     /// image; `scale` multiplies the sizes (tests use small ones). `progress` gets (dataset, records done).
-    public static func generate(root: URL, queries: Int, scale: Double = 1, seed: UInt64 = 1, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws {
+    /// `imageSide` other than 224 is for tests with small models.
+    public static func generate(root: URL, queries: Int, scale: Double = 1, seed: UInt64 = 1, imageSide: Int = ShapesScene.side,
+                                progress: (String, Int, Int) -> Void = { _, _, _ in }) throws {
         let tokenizer = ByteTokenizer()
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for (t, task) in tasks.enumerated() {
@@ -136,7 +152,7 @@ public enum ShapesDataset {
                 let name = "\(task.name)/\(split)"
                 let directory = root.appendingPathComponent(task.name).appendingPathComponent(split)
                 try FileManager.default.createDirectory(at: directory.deletingLastPathComponent(), withIntermediateDirectories: true)
-                let writer = try DatasetWriter(directory: directory, tokenizer: tokenizer, imageSide: ShapesScene.side, imageQueries: queries)
+                let writer = try DatasetWriter(directory: directory, tokenizer: tokenizer, imageSide: imageSide, imageQueries: queries)
                 let stream = RandomStream(seed: splitSeed, stream: UInt64(t))
                 // Records are made in parallel chunks and written in order, so the output is deterministic.
                 let chunk = 256
@@ -145,7 +161,7 @@ public enum ShapesDataset {
                     var made = [Record?](repeating: nil, count: end - start)
                     made.withUnsafeMutableBufferPointer { out in
                         Parallel.chunks(end - start) { range in
-                            for i in range { out[i] = record(task.name, index: start + i, stream: stream, tokenizer: tokenizer, queries: queries) }
+                            for i in range { out[i] = record(task.name, index: start + i, stream: stream, tokenizer: tokenizer, queries: queries, side: imageSide) }
                         }
                     }
                     for r in made { try writer.add(r!) }
@@ -157,28 +173,28 @@ public enum ShapesDataset {
     }
 
     /// Record `index` of task `name`.
-    static func record(_ name: String, index: Int, stream: RandomStream, tokenizer: ByteTokenizer, queries: Int) -> Record {
+    static func record(_ name: String, index: Int, stream: RandomStream, tokenizer: ByteTokenizer, queries: Int, side: Int) -> Record {
         let scene = ShapesScene(stream, index)
         var draw = ShapesDraw(stream: stream, index: index * 64 + 32)
         switch name {
         case "captions":
             var b = RecordBuilder(kind: .caption, tokenizer: tokenizer, queries: queries)
             b.special(.bos, loss: false)
-            b.image(scene.render())
+            b.image(scene.render(side: side))
             b.text(scene.caption, loss: true)
             b.special(.eos, loss: true)
             return b.record
         case "vqa":
             var b = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: queries)
             b.special(.bos, loss: false)
-            b.image(scene.render())
+            b.image(scene.render(side: side))
             let (q, a) = scene.question(draw.int(1000))
             b.turn(user: q, bot: a)
             return b.record
         case "instruct":
             var b = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: queries)
             b.special(.bos, loss: false)
-            b.image(scene.render())
+            b.image(scene.render(side: side))
             b.turn(user: "Describe the image.", bot: scene.caption)
             for _ in 0 ..< 2 {
                 let (q, a) = scene.question(draw.int(1000))
@@ -195,7 +211,7 @@ public enum ShapesDataset {
             b.special(.bos, loss: false)
             for (i, s) in scenes.enumerated() {
                 b.text("Image \(i + 1): ", loss: false)
-                b.image(s.render())
+                b.image(s.render(side: side))
                 b.text("\n", loss: false)
             }
             if let target {

@@ -31,6 +31,14 @@ public enum Checkpoint {
         return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".h5") }.sorted().map { directory.appendingPathComponent($0) }
     }
 
+    /// Removes temporary files that a run killed while writing a checkpoint left behind.
+    public static func removeStaleTemporaries(_ directory: URL) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in names where name.hasPrefix(".step-") && name.contains(".h5.tmp-") {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
+    }
+
     /// XXH64 of all parameter values: identifies the base a LoRA checkpoint applies to.
     public static func parameterHash(_ parameters: Parameters) -> String {
         var hasher = XXHash64()
@@ -75,6 +83,7 @@ public enum Checkpoint {
         }
         try syncToDisk(directory)
         for old in list(directory).dropLast(keep) { try? FileManager.default.removeItem(at: old) }
+        faultPoint("checkpoint-done")
         return final
     }
 

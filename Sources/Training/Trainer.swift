@@ -130,6 +130,7 @@ public final class Trainer {
     public func run() throws -> Summary {
         let r = recipe.recipe
         try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+        Checkpoint.removeStaleTemporaries(runDirectory)
         let metrics = try MetricsLog(runDirectory.appendingPathComponent("metrics.jsonl"), keepingThrough: state.step)
         let progress = ProgressLine(total: r.steps, every: r.logEvery ?? 10)
         let prefetcher = Prefetcher(loader, depth: 2 * r.gradientAccumulation)
@@ -155,7 +156,8 @@ public final class Trainer {
             let norm = gradientNorm(model.parameters)
             guard loss.isFinite, norm.isFinite else {
                 let last = Checkpoint.list(runDirectory).last.map { "the last good checkpoint is \($0.path)" } ?? "no checkpoint was written"
-                throw TrainingError("step \(state.step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(loss.isFinite ? norm : Double(loss)); stopping before the update (\(last))")
+                let bad = loss.isFinite ? norm : Double(loss)
+                throw TrainingError("step \(state.step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(bad.isNaN ? "nan" : "\(bad)"); stopping before the update (\(last))")
             }
             if let clip = r.optimizer.gradClip, norm > clip { scaleGradients(model.parameters, by: Float(clip / (norm + 1e-6))) }
             optimizer.update(model.parameters, rates: rates)

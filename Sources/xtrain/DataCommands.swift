@@ -55,11 +55,24 @@ struct DataSynth: ParsableCommand {
     @Option(help: "Random seed of the train split (eval uses seed + 1000).")
     var seed: UInt64 = 1
 
+    @Option(help: "Image side in pixels (224 for CLIP-sized models; smaller only for tests).")
+    var imageSize = 224
+
+    @Flag(help: "Do nothing if every task's train and eval datasets are already there.")
+    var ifMissing = false
+
     func run() throws {
         guard name == "shapes" else { throw ValidationError("unknown synthetic dataset '\(name)' (available: shapes)") }
         guard scale > 0, queries > 0 else { throw ValidationError("--scale and --queries must be positive") }
+        let root = URL(fileURLWithPath: out)
+        if ifMissing, ShapesDataset.tasks.allSatisfy({ task in ["train", "eval"].allSatisfy {
+            FileManager.default.fileExists(atPath: root.appendingPathComponent("\(task.name)/\($0)/index.json").path)
+        } }) {
+            print("\(out): already there")
+            return
+        }
         var progress: (name: String, bar: Progress)?
-        try ShapesDataset.generate(root: URL(fileURLWithPath: out), queries: queries, scale: scale, seed: seed) { dataset, done, total in
+        try ShapesDataset.generate(root: URL(fileURLWithPath: out), queries: queries, scale: scale, seed: seed, imageSide: imageSize) { dataset, done, total in
             if progress?.name != dataset {
                 progress?.bar.finish()
                 progress = (dataset, Progress("synth \(dataset)"))
