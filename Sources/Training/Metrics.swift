@@ -33,20 +33,21 @@ final class MetricsLog {
 
 /// The progress line: rewritten in place on a terminal, a plain line every `every` steps otherwise.
 final class ProgressLine {
-    private let total: Int, every: Int
+    private let total: Int, every: Int, quiet: Bool
     private let terminal = isatty(STDOUT_FILENO) != 0
     private var recent: [Double] = []
     private var written = false
 
-    init(total: Int, every: Int) {
+    init(total: Int, every: Int, quiet: Bool = false) {
         self.total = total
         self.every = every
+        self.quiet = quiet
     }
 
     func record(step: Int, loss: Float, rates: [ModelPart: Double], tokens: Int, samples: Int, seconds: Double) {
         recent.append(seconds)
         if recent.count > 20 { recent.removeFirst() }
-        guard terminal || step % every == 0 || step == total else { return }
+        guard !quiet, terminal || step % every == 0 || step == total else { return }
         let perStep = recent.reduce(0, +) / Double(recent.count)
         let eta = Int(perStep * Double(total - step))
         let lr = rates.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \(String(format: "%.2e", $0.value))" }.joined(separator: " ")
@@ -63,6 +64,7 @@ final class ProgressLine {
 
     /// A line of its own (checkpoints, evaluations), without breaking the progress line.
     func message(_ text: String) {
+        guard !quiet else { return }
         if terminal && written { FileHandle.standardOutput.write("\n".data(using: .utf8)!) }
         print(text)
         fflush(stdout)

@@ -121,21 +121,23 @@ public final class Trainer {
     /// What a finished run reports.
     public struct Summary {
         public let losses: [Float]
+        /// Wall time of each step (data wait, forward, backward, update).
+        public let stepSeconds: [Double]
         public let evalLosses: [(step: Int, loss: Double)]
         public let seconds: Double
     }
 
     /// Trains from the current step to the recipe's last, checkpointing and evaluating as it says.
     @discardableResult
-    public func run() throws -> Summary {
+    public func run(quiet: Bool = false) throws -> Summary {
         let r = recipe.recipe
         try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
         Checkpoint.removeStaleTemporaries(runDirectory)
         let metrics = try MetricsLog(runDirectory.appendingPathComponent("metrics.jsonl"), keepingThrough: state.step)
-        let progress = ProgressLine(total: r.steps, every: r.logEvery ?? 10)
+        let progress = ProgressLine(total: r.steps, every: r.logEvery ?? 10, quiet: quiet)
         let prefetcher = Prefetcher(loader, depth: 2 * r.gradientAccumulation)
         defer { prefetcher.stop() }
-        var losses: [Float] = [], evals: [(Int, Double)] = []
+        var losses: [Float] = [], evals: [(Int, Double)] = [], times: [Double] = []
         let start = Date()
         let parts = model.trainable.sorted { $0.rawValue < $1.rawValue }
         while state.step < r.steps {
@@ -166,6 +168,7 @@ public final class Trainer {
             state.rng = rng.state
             losses.append(loss)
             let seconds = Date().timeIntervalSince(stepStart)
+            times.append(seconds)
             let tokens = micro.reduce(0) { $0 + Int($1.attentionMask.reduce(0, +)) }
             progress.record(step: state.step, loss: loss, rates: rates, tokens: tokens, samples: r.data.batchSize, seconds: seconds)
             try metrics.append(["step": state.step, "loss": Double(loss), "grad_norm": norm, "tokens": total,
@@ -184,7 +187,7 @@ public final class Trainer {
             }
         }
         progress.finish()
-        return Summary(losses: losses, evalLosses: evals, seconds: Date().timeIntervalSince(start))
+        return Summary(losses: losses, stepSeconds: times, evalLosses: evals, seconds: Date().timeIntervalSince(start))
     }
 
     /// Mean next-token loss over the first `batches` batches of the eval data (always the same batches).

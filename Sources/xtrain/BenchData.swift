@@ -1,40 +1,50 @@
 import ArgumentParser
 import Datasets
 import Foundation
+import Training
 
-/// `xtrain bench data`: zstd decompression speed on one core and the loader's batch rate.
+/// `xtrain bench data`: zstd decompression speed on one core, and the loader's batch rate next to the
+/// training step that consumes the batches.
 struct BenchData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
-        abstract: "Measure shard decompression (one core) and loader throughput on datasets."
+        abstract: "Measure shard decompression (one core) and the loader's speed against a recipe's training step."
     )
 
-    @Argument(help: "Dataset directories, mixed with equal weights.")
-    var directories: [String]
+    @Argument(help: "A recipe: its training data, batch and sequence length are used.")
+    var recipe: String
 
-    @Option(help: "Sequences per batch.")
-    var batch = 8
+    @Option(help: "Batches to time through the loader.")
+    var batches = 100
 
-    @Option(help: "Tokens per sequence.")
-    var length = 256
-
-    @Option(help: "Batches to time.")
-    var batches = 200
+    @Option(help: "Training steps to time.")
+    var steps = 10
 
     func run() throws {
-        let sources = try directories.map { try Dataset(URL(fileURLWithPath: $0)) }
+        let loaded = try LoadedRecipe.load(URL(fileURLWithPath: recipe))
+        let r = loaded.recipe
+        let sources = try r.data.train.map { try Dataset(loaded.resolve($0.path)) }
         var bytes = 0
-        let start = Date()
+        var start = Date()
         for s in sources { bytes += try s.decompressAll() }
-        let seconds = Date().timeIntervalSince(start)
+        var seconds = Date().timeIntervalSince(start)
         print(String(format: "decompression: %.0f MB in %.2f s = %.0f MB/s on one core", Double(bytes) / 1e6, seconds, Double(bytes) / 1e6 / seconds))
-        let loader = try Loader(sources: sources, weights: Array(repeating: 1, count: sources.count), globalBatch: batch, sequenceLength: length, seed: 1)
+
+        let micro = r.data.batchSize / r.gradientAccumulation
+        let loader = try Loader(sources: sources, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: micro, sequenceLength: r.data.sequenceLength, seed: r.seed)
         _ = try loader.next()
-        let t0 = Date()
-        var images = 0
-        for _ in 0 ..< batches { images += try loader.next().images?.shape[0] ?? 0 }
-        let elapsed = Date().timeIntervalSince(t0)
-        print(String(format: "loader: %d batches of %d x %d tokens (%.1f images each) in %.2f s = %.1f ms per batch, %.0f batches/s (one thread, no prefetch)",
-                     batches, batch, length, Double(images) / Double(batches), elapsed, 1000 * elapsed / Double(batches), Double(batches) / elapsed))
+        start = Date()
+        for _ in 0 ..< batches { _ = try loader.next() }
+        let perBatch = Date().timeIntervalSince(start) / Double(batches)
+
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("xtrain-bench-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let timed = try LoadedRecipe.load(URL(fileURLWithPath: recipe), overrides: ["steps=\(steps + 1)", "checkpoint.dir=\(run.path)", "checkpoint.every=\(steps + 1)"])
+        let trainer = try Trainer(recipe: timed, resume: .no, log: { _ in })
+        let summary = try trainer.run(quiet: true)
+        seconds = summary.stepSeconds.dropFirst().reduce(0, +) / Double(steps)
+        let perStep = seconds / Double(r.gradientAccumulation)
+        print(String(format: "loader: %.1f ms per micro-batch of %d x %d tokens (one thread, no prefetch); training step: %.1f ms per micro-batch; the loader is %.0fx faster",
+                     1000 * perBatch, micro, r.data.sequenceLength, 1000 * perStep, perStep / perBatch))
     }
 }
