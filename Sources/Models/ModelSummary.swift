@@ -11,16 +11,16 @@ public struct ModelSummary {
     public let activationElements: Int
     public let batch: Int, length: Int, images: Int
 
-    public init(config: ModelConfig, trainable: Set<ModelPart>, batch: Int, length: Int, images: Int) {
+    public init(config: ModelConfig, trainable: Set<ModelPart>, batch: Int, length: Int, images: Int, lora: LoRAConfig? = nil) {
         self.config = config
         self.trainable = trainable
         (self.batch, self.length, self.images) = (batch, length, images)
         let builder = ParameterBuilder(trainable: trainable)
-        let parts = XComposer.Parts(config, builder)
+        let parts = XComposer.Parts(config, lora, builder)
         parameters = Dictionary(grouping: builder.specs, by: \.part).mapValues { $0.reduce(0) { $0 + $1.count } }
         // The same buffers XComposer.forward and backward take from the step's arena.
         let arena = Arena(measuring: ())
-        _ = TextDecoder.Activations(arena, batch: batch, length: length, config.textConfig)
+        _ = TextDecoder.Activations(arena, batch: batch, length: length, parts.decoder, dropout: lora.map { _ in RandomStream(seed: 0, stream: 0) })
         if images > 0 {
             _ = VisionTransformer.Activations(arena, images: images, config.visionConfig)
             _ = PerceiveSampler.Activations(arena, images: images, imageTokens: config.visionConfig.tokens, parts.sampler)
@@ -53,12 +53,12 @@ public struct ModelSummary {
         func bytes(_ n: Int) -> String {
             n >= 1 << 30 ? String(format: "%.2f GiB", Double(n) / Double(1 << 30)) : String(format: "%.1f MiB", Double(n) / Double(1 << 20))
         }
-        let names: [ModelPart: String] = [.vision: "vision (ViT)", .sampler: "sampler (Q-Former + projection)", .decoder: "decoder (LLM)"]
+        let names: [ModelPart: String] = [.vision: "vision (ViT)", .sampler: "sampler (Q-Former + projection)", .decoder: "decoder (LLM)", .lora: "LoRA adapters"]
         func row(_ name: String, _ n: Int, _ note: String) -> String {
             "  " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(repeating: " ", count: max(0, 9 - count(n).count)) + count(n) + "  (\(n))" + note
         }
         var lines = ["parameters:"]
-        for part in ModelPart.allCases {
+        for part in ModelPart.allCases where part != .lora || parameters[.lora] != nil {
             lines.append(row(names[part]!, parameters[part] ?? 0, trainable.contains(part) ? "  trained" : "  frozen"))
         }
         lines.append(row("total", totalParameters, ""))

@@ -8,6 +8,8 @@ public enum ModelPart: String, CaseIterable, Codable, Sendable {
     case sampler
     /// `language_model.*`: the InternLM decoder.
     case decoder
+    /// `*.lora_A.weight`, `*.lora_B.weight`: LoRA adapters of the decoder's linear layers, when it has them.
+    case lora
 }
 
 /// A parameter's value and its gradient (nil when its part is frozen).
@@ -110,10 +112,18 @@ public final class ParameterBuilder {
         return Param(value: .unallocated(shape), grad: trainable.contains(part) ? .unallocated(shape) : nil)
     }
 
-    /// `name.weight` [out, in] and, if `bias`, `name.bias` [out].
-    public func linear(_ name: String, in inFeatures: Int, out outFeatures: Int, bias: Bool) -> LinearParams {
-        LinearParams(weight: param(name + ".weight", [outFeatures, inFeatures]),
-                     bias: bias ? param(name + ".bias", [outFeatures]) : nil)
+    /// `name.weight` [out, in] and, if `bias`, `name.bias` [out]; with `lora`, also the adapter
+    /// `name.lora_A.weight` [r, in] and `name.lora_B.weight` [out, r] (part `lora`).
+    public func linear(_ name: String, in inFeatures: Int, out outFeatures: Int, bias: Bool, lora: LoRAConfig? = nil) -> LinearParams {
+        let weight = param(name + ".weight", [outFeatures, inFeatures])
+        let b = bias ? param(name + ".bias", [outFeatures]) : nil
+        guard let lora else { return LinearParams(weight: weight, bias: b, lora: nil) }
+        let owner = part
+        part = .lora
+        defer { part = owner }
+        let adapter = LoRAAdapter(a: param(name + LoRAConfig.aSuffix, [lora.rank, inFeatures]), b: param(name + LoRAConfig.bSuffix, [outFeatures, lora.rank]),
+                                  scale: lora.scale, dropout: Float(lora.dropout))
+        return LinearParams(weight: weight, bias: b, lora: adapter)
     }
 
     /// `name.weight` [width] and, if `bias`, `name.bias` [width].
@@ -122,22 +132,25 @@ public final class ParameterBuilder {
     }
 }
 
-/// A Linear layer's parameters: weight [out, in], optional bias [out].
+/// A Linear layer's parameters: weight [out, in], optional bias [out], optional LoRA adapter.
 public struct LinearParams {
     public let weight: Param
     public let bias: Param?
+    public let lora: LoRAAdapter?
 
     public var outFeatures: Int { weight.value.shape[0] }
     public var inFeatures: Int { weight.value.shape[1] }
 
-    /// out (N, out) = inp (N, in) W^T + b.
-    public func forward(_ out: Tensor, _ inp: Tensor) {
+    /// out (N, out) = inp (N, in) W^T + b, plus the adapter's update when `adapter` holds its activations.
+    public func forward(_ out: Tensor, _ inp: Tensor, adapter state: LoRAActivations? = nil) {
         linearForward(out: out, inp: inp, weight: weight.value, bias: bias?.value)
+        if let lora, let state { lora.forward(out, inp, state) }
     }
 
-    /// Accumulates the parameter gradients (if trainable) and dinp (if given).
-    public func backward(dinp: Tensor?, dout: Tensor, inp: Tensor) {
+    /// Accumulates the parameter gradients (if trainable) and dinp (if given), through the adapter too.
+    public func backward(dinp: Tensor?, dout: Tensor, inp: Tensor, adapter state: LoRAActivations? = nil, scratch: LoRAScratch? = nil) {
         linearBackward(dinp: dinp, dweight: weight.grad, dbias: bias?.grad, dout: dout, inp: inp, weight: weight.value)
+        if let lora, let state, let scratch { lora.backward(dinp: dinp, dout: dout, state, scratch) }
     }
 }
 

@@ -16,23 +16,34 @@ public final class TextDecoder {
         let qProj, kProj, vProj, oProj: LinearParams   // (D, D) each, biases when attention_bias
         let gateProj, upProj, downProj: LinearParams   // (I, D), (I, D), (D, I)
         let inputNorm, postAttentionNorm: NormParams
+
+        /// In `TextDecoder.linearNames` order.
+        var linears: [LinearParams] { [qProj, kProj, vProj, oProj, gateProj, upProj, downProj] }
     }
 
-    /// Declares `language_model.*` in Hugging Face's order.
-    init(_ config: TextConfig, _ b: ParameterBuilder) {
+    /// The layer's linear modules, as Hugging Face names them.
+    static let linearNames = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+    /// The LoRA config of the adapters, if the decoder has any.
+    public let lora: LoRAConfig?
+
+    /// Declares `language_model.*` in Hugging Face's order (each adapter right after its layer's weights).
+    init(_ config: TextConfig, lora: LoRAConfig?, _ b: ParameterBuilder) {
         self.config = config
+        self.lora = lora
         b.part = .decoder
         let d = config.hiddenSize, i = config.intermediateSize, bias = config.attentionBias
         embedTokens = b.param("language_model.model.embed_tokens.weight", [config.vocabSize, d])
+        func adapter(_ module: String) -> LoRAConfig? { lora?.adapts(module) == true ? lora : nil }
         layers = (0 ..< config.numHiddenLayers).map { l in
             let name = "language_model.model.layers.\(l)."
-            return Layer(qProj: b.linear(name + "self_attn.q_proj", in: d, out: d, bias: bias),
-                         kProj: b.linear(name + "self_attn.k_proj", in: d, out: d, bias: bias),
-                         vProj: b.linear(name + "self_attn.v_proj", in: d, out: d, bias: bias),
-                         oProj: b.linear(name + "self_attn.o_proj", in: d, out: d, bias: bias),
-                         gateProj: b.linear(name + "mlp.gate_proj", in: d, out: i, bias: false),
-                         upProj: b.linear(name + "mlp.up_proj", in: d, out: i, bias: false),
-                         downProj: b.linear(name + "mlp.down_proj", in: i, out: d, bias: false),
+            return Layer(qProj: b.linear(name + "self_attn.q_proj", in: d, out: d, bias: bias, lora: adapter("q_proj")),
+                         kProj: b.linear(name + "self_attn.k_proj", in: d, out: d, bias: bias, lora: adapter("k_proj")),
+                         vProj: b.linear(name + "self_attn.v_proj", in: d, out: d, bias: bias, lora: adapter("v_proj")),
+                         oProj: b.linear(name + "self_attn.o_proj", in: d, out: d, bias: bias, lora: adapter("o_proj")),
+                         gateProj: b.linear(name + "mlp.gate_proj", in: d, out: i, bias: false, lora: adapter("gate_proj")),
+                         upProj: b.linear(name + "mlp.up_proj", in: d, out: i, bias: false, lora: adapter("up_proj")),
+                         downProj: b.linear(name + "mlp.down_proj", in: i, out: d, bias: false, lora: adapter("down_proj")),
                          inputNorm: b.norm(name + "input_layernorm", d, bias: false),
                          postAttentionNorm: b.norm(name + "post_attention_layernorm", d, bias: false))
         }
@@ -59,6 +70,8 @@ public final class TextDecoder {
         let context, attnOut, residual1: Tensor   // (B, T, D)
         let gate, up, gated: Tensor     // (B, T, I)
         let mlpOut, residual2: Tensor   // (B, T, D)
+        /// Per linear (in `linearNames` order): its adapter's activations, nil when not adapted.
+        let adapters: [LoRAActivations?]
     }
 
     /// What forward keeps for a batch of B sequences of T tokens.
@@ -70,16 +83,28 @@ public final class TextDecoder {
         let logits: Tensor              // (B, T, V)
         let losses: Tensor              // (B*T) per-position cross-entropy
 
-        init(_ arena: Arena, batch b: Int, length t: Int, _ c: TextConfig) {
+        /// `dropout` is the step's stream for LoRA dropout (nil: no dropout, as in evaluation).
+        init(_ arena: Arena, batch b: Int, length t: Int, _ m: TextDecoder, dropout: RandomStream? = nil) {
+            let c = m.config
             let (d, i, h, v) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads, c.vocabSize)
             embeddings = arena.tensor([b, t, d], zeroed: false)
             keyMask = arena.tensor([b, t], zeroed: false)
-            layers = (0 ..< c.numHiddenLayers).map { _ in
-                LayerActivations(inputNorm: NormActivations(arena, [b, t, d]), postAttentionNorm: NormActivations(arena, [b, t, d]),
-                                 q: arena.tensor([b, t, d], zeroed: false), k: arena.tensor([b, t, d], zeroed: false), v: arena.tensor([b, t, d], zeroed: false),
-                                 probs: arena.tensor([b, h, t, t], zeroed: false), context: arena.tensor([b, t, d], zeroed: false), attnOut: arena.tensor([b, t, d], zeroed: false),
-                                 residual1: arena.tensor([b, t, d], zeroed: false), gate: arena.tensor([b, t, i], zeroed: false), up: arena.tensor([b, t, i], zeroed: false),
-                                 gated: arena.tensor([b, t, i], zeroed: false), mlpOut: arena.tensor([b, t, d], zeroed: false), residual2: arena.tensor([b, t, d], zeroed: false))
+            layers = m.layers.enumerated().map { l, layer in
+                let inputNorm = NormActivations(arena, [b, t, d]), postAttentionNorm = NormActivations(arena, [b, t, d])
+                let context = arena.tensor([b, t, d], zeroed: false), gated = arena.tensor([b, t, i], zeroed: false)
+                let inputs = [inputNorm.out, inputNorm.out, inputNorm.out, context, postAttentionNorm.out, postAttentionNorm.out, gated]
+                let adapters = zip(layer.linears, inputs).enumerated().map { k, pair in
+                    pair.0.lora.map { lora in
+                        LoRAActivations(arena, input: pair.1.reshaped([b * t, pair.1.columns]), rank: lora.rank, dropout: lora.dropout,
+                                        stream: dropout.map { RandomStream(seed: $0.seed, stream: $0.stream << 16 | UInt64(l) << 3 | UInt64(k)) })
+                    }
+                }
+                return LayerActivations(inputNorm: inputNorm, postAttentionNorm: postAttentionNorm,
+                                        q: arena.tensor([b, t, d], zeroed: false), k: arena.tensor([b, t, d], zeroed: false), v: arena.tensor([b, t, d], zeroed: false),
+                                        probs: arena.tensor([b, h, t, t], zeroed: false), context: context, attnOut: arena.tensor([b, t, d], zeroed: false),
+                                        residual1: arena.tensor([b, t, d], zeroed: false), gate: arena.tensor([b, t, i], zeroed: false), up: arena.tensor([b, t, i], zeroed: false),
+                                        gated: gated, mlpOut: arena.tensor([b, t, d], zeroed: false), residual2: arena.tensor([b, t, d], zeroed: false),
+                                        adapters: adapters)
             }
             finalNorm = NormActivations(arena, [b, t, d])
             logits = arena.tensor([b, t, v], zeroed: false)
@@ -104,19 +129,19 @@ public final class TextDecoder {
         var x = a.embeddings
         for (layer, act) in zip(layers, a.layers) {
             rmsNormForward(out: act.inputNorm.out, rstd: act.inputNorm.rstd, inp: x, weight: layer.inputNorm.weight.value, eps: eps)
-            layer.qProj.forward(act.q, act.inputNorm.out)
-            layer.kProj.forward(act.k, act.inputNorm.out)
-            layer.vProj.forward(act.v, act.inputNorm.out)
+            layer.qProj.forward(act.q, act.inputNorm.out, adapter: act.adapters[0])
+            layer.kProj.forward(act.k, act.inputNorm.out, adapter: act.adapters[1])
+            layer.vProj.forward(act.v, act.inputNorm.out, adapter: act.adapters[2])
             rotaryForward(x: act.q, heads: h, table: rotary)
             rotaryForward(x: act.k, heads: h, table: rotary)
             attentionForward(out: act.context, probs: act.probs, q: HeadSlice(act.q), k: HeadSlice(act.k), v: HeadSlice(act.v), keyMask: a.keyMask, shape: shape)
-            layer.oProj.forward(act.attnOut, act.context)
+            layer.oProj.forward(act.attnOut, act.context, adapter: act.adapters[3])
             residualForward(out: act.residual1, a: x, b: act.attnOut)
             rmsNormForward(out: act.postAttentionNorm.out, rstd: act.postAttentionNorm.rstd, inp: act.residual1, weight: layer.postAttentionNorm.weight.value, eps: eps)
-            layer.gateProj.forward(act.gate, act.postAttentionNorm.out)
-            layer.upProj.forward(act.up, act.postAttentionNorm.out)
+            layer.gateProj.forward(act.gate, act.postAttentionNorm.out, adapter: act.adapters[4])
+            layer.upProj.forward(act.up, act.postAttentionNorm.out, adapter: act.adapters[5])
             swigluForward(out: act.gated, gate: act.gate, up: act.up)
-            layer.downProj.forward(act.mlpOut, act.gated)
+            layer.downProj.forward(act.mlpOut, act.gated, adapter: act.adapters[6])
             residualForward(out: act.residual2, a: act.residual1, b: act.mlpOut)
             x = act.residual2
         }
@@ -131,9 +156,11 @@ public final class TextDecoder {
         let dx, dnorm, dcontext, dq, dk, dv: Tensor           // (B, T, D); dx is the residual stream's gradient
         let dgate, dup, dgated: Tensor                        // (B, T, I)
         let attention: Tensor
+        let lora: LoRAScratch?
 
         init(_ arena: Arena, batch b: Int, length t: Int, _ m: TextDecoder) {
             let (d, i) = (m.config.hiddenSize, m.config.intermediateSize)
+            lora = m.lora.map { LoRAScratch(arena, rows: b * t, rank: $0.rank, widest: max(d, i)) }
             dlogits = arena.tensor([b, t, m.config.vocabSize])
             (dx, dnorm, dcontext) = (arena.tensor([b, t, d]), arena.tensor([b, t, d]), arena.tensor([b, t, d]))
             (dq, dk, dv) = (arena.tensor([b, t, d]), arena.tensor([b, t, d]), arena.tensor([b, t, d]))
@@ -159,22 +186,22 @@ public final class TextDecoder {
             let input = l == 0 ? a.embeddings : a.layers[l - 1].residual2
             // residual2 = residual1 + down(silu(gate(n)) * up(n)), n = RMSNorm(residual1).
             dgated.zero(); dgate.zero(); dup.zero(); dnorm.zero()
-            layer.downProj.backward(dinp: dgated, dout: dx, inp: act.gated)
+            layer.downProj.backward(dinp: dgated, dout: dx, inp: act.gated, adapter: act.adapters[6], scratch: s.lora)
             swigluBackward(dgate: dgate, dup: dup, dout: dgated, gate: act.gate, up: act.up)
-            layer.gateProj.backward(dinp: dnorm, dout: dgate, inp: act.postAttentionNorm.out)
-            layer.upProj.backward(dinp: dnorm, dout: dup, inp: act.postAttentionNorm.out)
+            layer.gateProj.backward(dinp: dnorm, dout: dgate, inp: act.postAttentionNorm.out, adapter: act.adapters[4], scratch: s.lora)
+            layer.upProj.backward(dinp: dnorm, dout: dup, inp: act.postAttentionNorm.out, adapter: act.adapters[5], scratch: s.lora)
             rmsNormBackward(dinp: dx, dweight: layer.postAttentionNorm.weight.grad, dout: dnorm, inp: act.residual1,
                             weight: layer.postAttentionNorm.weight.value, rstd: act.postAttentionNorm.rstd)
             // residual1 = input + o(attention(rope(q(n)), rope(k(n)), v(n))), n = RMSNorm(input).
             dcontext.zero(); dq.zero(); dk.zero(); dv.zero(); dnorm.zero()
-            layer.oProj.backward(dinp: dcontext, dout: dx, inp: act.context)
+            layer.oProj.backward(dinp: dcontext, dout: dx, inp: act.context, adapter: act.adapters[3], scratch: s.lora)
             attentionBackward(dq: HeadSlice(dq), dk: HeadSlice(dk), dv: HeadSlice(dv), scratch: scratch, dout: dcontext, probs: act.probs,
                               q: HeadSlice(act.q), k: HeadSlice(act.k), v: HeadSlice(act.v), shape: shape)
             rotaryBackward(dx: dq, heads: h, table: rotary)
             rotaryBackward(dx: dk, heads: h, table: rotary)
-            layer.qProj.backward(dinp: dnorm, dout: dq, inp: act.inputNorm.out)
-            layer.kProj.backward(dinp: dnorm, dout: dk, inp: act.inputNorm.out)
-            layer.vProj.backward(dinp: dnorm, dout: dv, inp: act.inputNorm.out)
+            layer.qProj.backward(dinp: dnorm, dout: dq, inp: act.inputNorm.out, adapter: act.adapters[0], scratch: s.lora)
+            layer.kProj.backward(dinp: dnorm, dout: dk, inp: act.inputNorm.out, adapter: act.adapters[1], scratch: s.lora)
+            layer.vProj.backward(dinp: dnorm, dout: dv, inp: act.inputNorm.out, adapter: act.adapters[2], scratch: s.lora)
             rmsNormBackward(dinp: dx, dweight: layer.inputNorm.weight.grad, dout: dnorm, inp: input, weight: layer.inputNorm.weight.value, rstd: act.inputNorm.rstd)
         }
         return dx

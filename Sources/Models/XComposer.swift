@@ -44,32 +44,50 @@ public final class XComposer {
     let decoder: TextDecoder
 
     /// The parameter registry (Hugging Face keys, shapes, parts) of `config`, without allocating anything.
-    public static func registry(_ config: ModelConfig, trainable: Set<ModelPart> = Set(ModelPart.allCases)) -> [ParameterSpec] {
+    public static func registry(_ config: ModelConfig, trainable: Set<ModelPart> = Set(ModelPart.allCases), lora: LoRAConfig? = nil) -> [ParameterSpec] {
         let builder = ParameterBuilder(trainable: trainable)
-        _ = Parts(config, builder)
+        _ = Parts(config, lora, builder)
         return builder.specs
     }
 
-    /// A model with zero parameters (load or initialise them next) and gradients for the `trainable` parts.
-    public init(config: ModelConfig, trainable: Set<ModelPart>) {
+    /// A model with zero parameters (load or initialise them next), gradients for the `trainable` parts,
+    /// and LoRA adapters on the decoder when `lora` is given.
+    public init(config: ModelConfig, trainable: Set<ModelPart>, lora: LoRAConfig? = nil) {
         let measuring = ParameterBuilder(trainable: trainable)
-        _ = Parts(config, measuring)
+        _ = Parts(config, lora, measuring)
         let binding = measuring.bind()
-        let parts = Parts(config, binding)
+        let parts = Parts(config, lora, binding)
         self.config = config
         self.trainable = trainable
         parameters = binding.allocated!
         (vision, sampler, decoder) = (parts.vision, parts.sampler, parts.decoder)
     }
 
+    /// The decoder's LoRA config, if it has adapters.
+    public var lora: LoRAConfig? { decoder.lora }
+
     /// The parts, built in registry order by one builder.
     struct Parts {
         let vision: VisionTransformer, sampler: PerceiveSampler, decoder: TextDecoder
-        init(_ c: ModelConfig, _ b: ParameterBuilder) {
+        init(_ c: ModelConfig, _ lora: LoRAConfig?, _ b: ParameterBuilder) {
             vision = VisionTransformer(c.visionConfig, b)
             sampler = PerceiveSampler(c.qformerConfig, queries: c.numQueryTokens, textHidden: c.textConfig.hiddenSize, b)
-            decoder = TextDecoder(c.textConfig, b)
+            decoder = TextDecoder(c.textConfig, lora: lora, b)
         }
+    }
+
+    /// The same model with every adapter folded into its weight (W + scale B A) and no adapters: what
+    /// Hugging Face loads. Without adapters, a plain copy.
+    public func merged() -> XComposer {
+        let out = XComposer(config: config, trainable: [])
+        for spec in out.parameters.specs { out.parameters.value(spec.name)!.copy(from: parameters.value(spec.name)!) }
+        guard let lora else { return out }
+        for spec in parameters.specs where spec.name.hasSuffix(LoRAConfig.aSuffix) {
+            let module = String(spec.name.dropLast(LoRAConfig.aSuffix.count))
+            mergeLoRA(into: out.parameters.value(module + ".weight")!, a: parameters.value(spec.name)!,
+                      b: parameters.value(module + LoRAConfig.bSuffix)!, scale: lora.scale)
+        }
+        return out
     }
 
     /// Everything one forward pass keeps for its backward pass, allocated from the step's arena.
@@ -107,11 +125,12 @@ public final class XComposer {
         return positions
     }
 
-    /// Runs the model on `batch`, keeping activations (allocated from `arena`) for `backward`.
-    public func forward(_ batch: Batch, arena: Arena) throws -> Activations {
+    /// Runs the model on `batch`, keeping activations (allocated from `arena`) for `backward`. `dropout`
+    /// is the step's random stream for LoRA dropout; nil means none (evaluation).
+    public func forward(_ batch: Batch, arena: Arena, dropout: RandomStream? = nil) throws -> Activations {
         let positions = try imagePositions(batch)
         let n = batch.imageCount, width = config.textConfig.hiddenSize
-        let d = TextDecoder.Activations(arena, batch: batch.batchSize, length: batch.sequenceLength, config.textConfig)
+        let d = TextDecoder.Activations(arena, batch: batch.batchSize, length: batch.sequenceLength, decoder, dropout: dropout)
         batch.attentionMask.withUnsafeBufferPointer { d.keyMask.data.update(from: $0.baseAddress!, count: $0.count) }
         decoder.embed(d, tokens: batch.tokens)
         var v: VisionTransformer.Activations?, s: PerceiveSampler.Activations?

@@ -51,3 +51,36 @@ func sumRows(into acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, r
         }
     }
 }
+
+/// The low-rank update of a LoRA-adapted linear layer: out (N, OC) += scale * h A^T B^T, with
+/// h (N, C) the (dropped-out) input, A (R, C), B (OC, R); u (N, R) = h A^T is kept for backward.
+public func loraForward(out: Tensor, u: Tensor, h: Tensor, a: Tensor, b: Tensor, scale: Float) {
+    let n = h.rows, c = h.columns, r = a.shape[0], oc = b.shape[0]
+    a.expect([r, c], "loraForward A")
+    b.expect([oc, r], "loraForward B")
+    u.expect([n, r], "loraForward u")
+    precondition(out.rows == n && out.columns == oc, "loraForward: out \(out.shape) does not fit h \(h.shape) and B \(b.shape)")
+    parallelGemm(transA: false, transB: true, m: n, n: r, k: c, alpha: 1, a: h.data, lda: c, b: a.data, ldb: c, beta: 0, c: u.data, ldc: r)
+    parallelGemm(transA: false, transB: true, m: n, n: oc, k: r, alpha: scale, a: u.data, lda: r, b: b.data, ldb: r, beta: 1, c: out.data, ldc: oc)
+}
+
+/// Accumulates dB (OC, R) += scale * dout^T u, dA (R, C) += du^T h and dh (N, C) += du A, where
+/// du (N, R) = scale * dout B is written into `du`. A nil gradient is skipped.
+public func loraBackward(dh: Tensor?, da: Tensor?, db: Tensor?, du: Tensor, dout: Tensor, u: Tensor, h: Tensor, a: Tensor, b: Tensor, scale: Float) {
+    let n = h.rows, c = h.columns, r = a.shape[0], oc = b.shape[0]
+    du.expect([n, r], "loraBackward du")
+    precondition(dout.rows == n && dout.columns == oc, "loraBackward: dout \(dout.shape) does not fit h \(h.shape) and B \(b.shape)")
+    if let db {
+        db.expectSameShape(b, "loraBackward dB vs B")
+        parallelGemm(transA: true, transB: false, m: oc, n: r, k: n, alpha: scale, a: dout.data, lda: oc, b: u.data, ldb: r, beta: 1, c: db.data, ldc: r)
+    }
+    parallelGemm(transA: false, transB: false, m: n, n: r, k: oc, alpha: scale, a: dout.data, lda: oc, b: b.data, ldb: r, beta: 0, c: du.data, ldc: r)
+    if let da {
+        da.expectSameShape(a, "loraBackward dA vs A")
+        parallelGemm(transA: true, transB: false, m: r, n: c, k: n, alpha: 1, a: du.data, lda: r, b: h.data, ldb: c, beta: 1, c: da.data, ldc: c)
+    }
+    if let dh {
+        precondition(dh.rows == n && dh.columns == c, "loraBackward: dh \(dh.shape) does not fit h \(h.shape)")
+        parallelGemm(transA: false, transB: false, m: n, n: c, k: r, alpha: 1, a: du.data, lda: r, b: a.data, ldb: c, beta: 1, c: dh.data, ldc: c)
+    }
+}

@@ -22,6 +22,17 @@ final class KernelGradientTests: XCTestCase {
                        backward: { linearBackward(dinp: x.grad, dweight: w.grad, dbias: nil, dout: dout, inp: x.value, weight: w.value) })
     }
 
+    func testLoRA() {
+        let h = Differentiable("h", randomTensor([5, 6], seed: 40))
+        let a = Differentiable("A", randomTensor([3, 6], seed: 41))
+        let b = Differentiable("B", randomTensor([4, 3], seed: 42))
+        let base = randomTensor([5, 4], seed: 43)
+        let out = Tensor(zeros: [5, 4]), dout = Tensor(zeros: [5, 4]), u = Tensor(zeros: [5, 3]), du = Tensor(zeros: [5, 3])
+        checkGradients([h, a, b], output: out, dout: dout,
+                       forward: { out.copy(from: base); loraForward(out: out, u: u, h: h.value, a: a.value, b: b.value, scale: 0.5) },
+                       backward: { loraBackward(dh: h.grad, da: a.grad, db: b.grad, du: du, dout: dout, u: u, h: h.value, a: a.value, b: b.value, scale: 0.5) })
+    }
+
     func testEmbedding() {
         let table = Differentiable("table", randomTensor([5, 3], seed: 6))
         let ids: [Int32] = [4, 0, 4, 2, 4, 1]  // repeated ids must accumulate
