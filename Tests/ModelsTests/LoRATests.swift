@@ -49,16 +49,17 @@ final class LoRATests: XCTestCase {
                 var worst = 0.0, scale = 0.0
                 for i in stride(from: 0, to: value.count, by: max(1, value.count / 6)) {
                     let saved = value[flat: i]
-                    value[flat: i] = saved + 1e-2
+                    value[flat: i] = saved + 1e-3
                     let plus = Double(try model.forward(batch, arena: Arena(), dropout: stream).loss)
-                    value[flat: i] = saved - 1e-2
+                    value[flat: i] = saved - 1e-3
                     let minus = Double(try model.forward(batch, arena: Arena(), dropout: stream).loss)
                     value[flat: i] = saved
-                    worst = max(worst, abs((plus - minus) / 2e-2 - Double(grad[flat: i])))
+                    worst = max(worst, abs((plus - minus) / 2e-3 - Double(grad[flat: i])))
                     scale = max(scale, abs(Double(grad[flat: i])))
                 }
                 XCTAssertGreaterThan(scale, 0, module + suffix)
-                XCTAssertLessThanOrEqual(worst, 2e-2 * scale + 1e-4, "\(module + suffix): worst difference \(worst), scale \(scale)")
+                // eps = 1e-3 keeps the curvature of the attention softmax out; Float32 losses (~5) leave ~3e-4 of noise.
+                XCTAssertLessThanOrEqual(worst, 2e-2 * scale + 5e-4, "\(module + suffix): worst difference \(worst), scale \(scale)")
             }
         }
         for spec in model.parameters.specs where spec.part == .decoder { XCTAssertNil(model.parameters.grad(spec.name), "the decoder is frozen") }
