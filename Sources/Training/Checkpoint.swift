@@ -3,12 +3,29 @@ import Foundation
 import Models
 import Tensors
 
+/// What a checkpoint of a fine-tuning run applies to: it stores only the trained tensors, and names the
+/// checkpoint or Hugging Face directory it started from with the hash of that model's weights.
+public struct BaseReference: Codable, Equatable, Sendable {
+    /// "checkpoint" or "huggingface".
+    public var kind: String
+    /// Absolute path of the base checkpoint file or Hugging Face directory.
+    public var path: String
+    /// XXH64 of the base model's parameters (adapters excluded).
+    public var xxh64: String
+}
+
 /// Everything besides tensors that a resumed run needs.
 public struct TrainingState: Codable, Equatable, Sendable {
     /// Optimizer steps completed.
     public var step: Int
     public var rng: RNG.State
     public var loader: LoaderState
+
+    public init(step: Int, rng: RNG.State, loader: LoaderState) {
+        self.step = step
+        self.rng = rng
+        self.loader = loader
+    }
 }
 
 /// Checkpoints in HDF5 (readable with h5py):
@@ -39,24 +56,29 @@ public enum Checkpoint {
         }
     }
 
-    /// XXH64 of all parameter values: identifies the base a LoRA checkpoint applies to.
+    /// XXH64 of the parameters other than LoRA adapters, in registry order: the same for a model and for
+    /// that model with adapters added, so it identifies the base a fine-tuning checkpoint applies to.
     public static func parameterHash(_ parameters: Parameters) -> String {
         var hasher = XXHash64()
-        hasher.update(UnsafeRawBufferPointer(start: parameters.values.base, count: parameters.values.count * 4))
+        for spec in parameters.specs where spec.part != .lora {
+            hasher.update(UnsafeRawBufferPointer(start: parameters.values.base + spec.offset, count: spec.count * 4))
+        }
         return hasher.hexDigest
     }
 
     /// Writes a checkpoint of `model` (and `optimizer`) after `state.step` steps; keeps the newest `keep`.
+    /// With a `base`, only the trained tensors are stored.
     @discardableResult
-    public static func save(directory: URL, model: XComposer, optimizer: AdamW?, state: TrainingState, recipe: String, keep: Int) throws -> URL {
+    public static func save(directory: URL, model: XComposer, optimizer: AdamW?, state: TrainingState, recipe: String, keep: Int,
+                            base: BaseReference? = nil, name: String? = nil) throws -> URL {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let final = directory.appendingPathComponent(fileName(step: state.step))
+        let final = directory.appendingPathComponent(name ?? fileName(step: state.step))
         let temporary = directory.appendingPathComponent(".\(final.lastPathComponent).tmp-\(getpid())")
         try? FileManager.default.removeItem(at: temporary)
         do {
             let file = try H5File.create(temporary.path)
             let p = model.parameters
-            for spec in p.specs {
+            for spec in p.specs where base == nil || spec.gradOffset != nil {
                 try file.write("params/" + spec.name, p.value(spec.name)!)
                 faultPoint("checkpoint-write")
             }
@@ -75,6 +97,8 @@ public enum Checkpoint {
             try file.setString("model_config", String(decoding: try model.config.jsonData(), as: UTF8.self))
             try file.setString("trainable", String(decoding: try encoder.encode(model.trainable.map(\.rawValue).sorted()), as: UTF8.self))
             try file.setString("params_xxh64", parameterHash(p))
+            if let lora = model.lora { try file.setString("lora", String(decoding: try encoder.encode(lora), as: UTF8.self)) }
+            if let base { try file.setString("base", String(decoding: try encoder.encode(base), as: UTF8.self)) }
             try file.flush()
         }
         try syncToDisk(temporary)
@@ -82,7 +106,7 @@ public enum Checkpoint {
             throw TrainingError("\(final.path): cannot rename the checkpoint into place (\(String(cString: strerror(errno))))")
         }
         try syncToDisk(directory)
-        for old in list(directory).dropLast(keep) { try? FileManager.default.removeItem(at: old) }
+        if name == nil { for old in list(directory).dropLast(keep) { try? FileManager.default.removeItem(at: old) } }
         faultPoint("checkpoint-done")
         return final
     }
@@ -95,7 +119,12 @@ public enum Checkpoint {
         public let config: ModelConfig
         public let trainable: Set<ModelPart>
         public let parameterHash: String
+        public let lora: LoRAConfig?
+        public let base: BaseReference?
         let file: H5File
+
+        /// The shape of parameter `name` as stored in this file (nil when it is not stored here).
+        public func storedShape(_ name: String) -> [Int]? { file.shape("params/" + name) }
     }
 
     /// Opens a checkpoint and reads its attributes; errors name the file and what is wrong.
@@ -110,16 +139,43 @@ public enum Checkpoint {
               let hash = file.string("params_xxh64") else {
             throw TrainingError("\(url.path): the checkpoint's attributes are missing or corrupt")
         }
+        let lora = try file.string("lora").map { try JSONDecoder().decode(LoRAConfig.self, from: Data($0.utf8)) }
+        let base = try file.string("base").map { try JSONDecoder().decode(BaseReference.self, from: Data($0.utf8)) }
         return Header(url: url, state: state, recipe: file.string("recipe") ?? "", config: config,
-                      trainable: Set(parts.compactMap(ModelPart.init(rawValue:))), parameterHash: hash, file: file)
+                      trainable: Set(parts.compactMap(ModelPart.init(rawValue:))), parameterHash: hash, lora: lora, base: base, file: file)
     }
 
-    /// Loads the parameters of `header` into `model` (and the moments into `optimizer` when given);
-    /// refuses a checkpoint of another model shape and verifies the parameters' hash.
-    public static func load(_ header: Header, into model: XComposer, optimizer: AdamW?) throws {
+    /// Restores the weights a checkpoint records into `model`: its base first (recursively, hash
+    /// verified), then its own tensors; the moments too when `optimizer` is given. A checkpoint without
+    /// adapters (e.g. stage A's) leaves the model's adapters untouched and returns false; one with
+    /// adapters must match the model's LoRA config. Refuses a checkpoint of another model shape.
+    @discardableResult
+    public static func restore(_ header: Header, into model: XComposer, optimizer: AdamW? = nil) throws -> Bool {
         let path = header.url.path, file = header.file
+        guard header.config == model.config else {
+            throw TrainingError("\(path): the checkpoint's model config differs from this model's; it is of another model")
+        }
+        if let lora = header.lora, lora != model.lora {
+            throw TrainingError("\(path): LoRA rank \(lora.rank), alpha \(lora.alpha), targets \(lora.targets) differ from the recipe's \(model.lora.map { "rank \($0.rank), alpha \($0.alpha), targets \($0.targets)" } ?? "no LoRA")")
+        }
+        if let base = header.base {
+            switch base.kind {
+            case "checkpoint":
+                guard FileManager.default.fileExists(atPath: base.path) else {
+                    throw TrainingError("\(path): its base checkpoint \(base.path) is missing")
+                }
+                try restore(try Checkpoint.header(URL(fileURLWithPath: base.path)), into: model)
+            default:
+                try model.loadWeights(directory: URL(fileURLWithPath: base.path))
+            }
+            let hash = parameterHash(model.parameters)
+            guard hash == base.xxh64 else {
+                throw TrainingError("\(path): its base \(base.path) has changed (weights hash \(hash), recorded \(base.xxh64))")
+            }
+        }
         for spec in model.parameters.specs {
             guard let shape = file.shape("params/" + spec.name) else {
+                if spec.part == .lora || header.base != nil { continue }
                 throw TrainingError("\(path): tensor '\(spec.name)' \(spec.shape) is missing: the checkpoint is of another model")
             }
             guard shape == spec.shape else {
@@ -131,16 +187,18 @@ public enum Checkpoint {
         guard hash == header.parameterHash else {
             throw TrainingError("\(path): parameter hash \(hash) differs from the recorded \(header.parameterHash) (corrupt checkpoint)")
         }
-        guard let optimizer else { return }
-        for spec in model.parameters.specs {
-            guard let g = spec.gradOffset else { continue }
-            guard file.shape("adam/m/" + spec.name) != nil else {
-                throw TrainingError("\(path): AdamW moments of '\(spec.name)' are missing (the checkpoint trained other parts: \(header.trainable.map(\.rawValue).sorted()))")
+        if let optimizer {
+            for spec in model.parameters.specs {
+                guard let g = spec.gradOffset else { continue }
+                guard file.shape("adam/m/" + spec.name) != nil else {
+                    throw TrainingError("\(path): AdamW moments of '\(spec.name)' are missing (the checkpoint trained other parts: \(header.trainable.map(\.rawValue).sorted()))")
+                }
+                try file.read("adam/m/" + spec.name, into: optimizer.m.base + g, count: spec.count)
+                try file.read("adam/v/" + spec.name, into: optimizer.v.base + g, count: spec.count)
             }
-            try file.read("adam/m/" + spec.name, into: optimizer.m.base + g, count: spec.count)
-            try file.read("adam/v/" + spec.name, into: optimizer.v.base + g, count: spec.count)
+            optimizer.step = header.state.step
         }
-        optimizer.step = header.state.step
+        return header.lora != nil
     }
 }
 

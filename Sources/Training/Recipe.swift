@@ -52,6 +52,14 @@ public struct Recipe: Codable, Sendable {
         public var keep: Int?
     }
 
+    public struct LoRASpec: Codable, Sendable {
+        public var rank: Int
+        public var alpha: Double
+        public var dropout: Double?
+        /// Decoder modules to adapt (default: q_proj, k_proj, v_proj, gate_proj, up_proj, down_proj).
+        public var targets: [String]?
+    }
+
     public struct EvalSpec: Codable, Sendable {
         public var every: Int
         public var batches: Int
@@ -64,6 +72,8 @@ public struct Recipe: Codable, Sendable {
     public var data: DataSpec
     public var steps: Int
     public var freeze: [String]?
+    /// LoRA adapters on the decoder (trained as the part "lora").
+    public var lora: LoRASpec?
     public var optimizer: OptimizerSpec
     public var schedule: ScheduleSpec
     public var checkpoint: CheckpointSpec
@@ -74,10 +84,11 @@ public struct Recipe: Codable, Sendable {
     /// The recipe's allowed keys, to name a typo's JSON path instead of ignoring it.
     static let schema: [String: Any] = [
         "description": true, "model": true, "steps": true, "freeze": true, "log_every": true, "seed": true,
+        "lora": ["rank": true, "alpha": true, "dropout": true, "targets": true],
         "init": ["from": true, "path": true, "std": true],
         "data": ["train": [["path": true, "weight": true]], "eval": [["path": true, "weight": true]],
                  "sequence_length": true, "batch_size": true, "gradient_accumulation": true],
-        "optimizer": ["lr": ["vision": true, "sampler": true, "decoder": true], "betas": true, "eps": true,
+        "optimizer": ["lr": ["vision": true, "sampler": true, "decoder": true, "lora": true], "betas": true, "eps": true,
                       "weight_decay": true, "grad_clip": true],
         "schedule": ["warmup_steps": true, "min_lr": true, "decay": true],
         "checkpoint": ["dir": true, "every": true, "keep": true],
@@ -89,7 +100,16 @@ public struct Recipe: Codable, Sendable {
     public var eps: Double { optimizer.eps ?? 1e-8 }
     public var weightDecay: Double { optimizer.weightDecay ?? 0 }
     public var frozenParts: Set<ModelPart> { Set((freeze ?? []).compactMap(ModelPart.init(rawValue:))) }
-    public var trainableParts: Set<ModelPart> { Set(ModelPart.allCases).subtracting(frozenParts) }
+
+    /// The parts that train: vision, sampler and decoder unless frozen, and the adapters when there are any.
+    public var trainableParts: Set<ModelPart> {
+        Set([ModelPart.vision, .sampler, .decoder]).subtracting(frozenParts).union(lora == nil ? [] : [.lora])
+    }
+
+    /// The adapters' config, with the paper's defaults for what the recipe leaves out.
+    public var loraConfig: LoRAConfig? {
+        lora.map { LoRAConfig(rank: $0.rank, alpha: $0.alpha, dropout: $0.dropout ?? 0, targets: $0.targets ?? LoRAConfig(rank: 1, alpha: 1).targets) }
+    }
 
     /// Peak learning rate of each trained part.
     public var peakLearningRates: [ModelPart: Double] {
@@ -193,11 +213,19 @@ public struct LoadedRecipe: Sendable {
                     "data.gradient_accumulation: \(r.gradientAccumulation) must be positive and divide data.batch_size \(r.data.batchSize)")
         try require(r.steps > 0, "steps: must be positive, got \(r.steps)")
         for (i, part) in (r.freeze ?? []).enumerated() {
-            try require(ModelPart(rawValue: part) != nil, "freeze[\(i)]: '\(part)' is not one of vision, sampler, decoder")
+            try require(["vision", "sampler", "decoder"].contains(part), "freeze[\(i)]: '\(part)' is not one of vision, sampler, decoder")
+        }
+        if let lora = r.lora {
+            try require(lora.rank > 0, "lora.rank: must be positive, got \(lora.rank)")
+            try require(lora.alpha > 0, "lora.alpha: must be positive, got \(lora.alpha)")
+            try require((0 ..< 1).contains(lora.dropout ?? 0), "lora.dropout: must be in [0, 1), got \(lora.dropout ?? 0)")
+            for (i, target) in (lora.targets ?? []).enumerated() {
+                try require(LoRAConfig.allTargets.contains(target), "lora.targets[\(i)]: '\(target)' is not one of \(LoRAConfig.allTargets.joined(separator: ", "))")
+            }
         }
         for (part, lr) in r.optimizer.lr {
             try require(lr > 0, "optimizer.lr.\(part): must be positive, got \(lr)")
-            try require(!r.frozenParts.contains(ModelPart(rawValue: part)!), "optimizer.lr.\(part): the part is frozen (see freeze)")
+            try require(r.trainableParts.contains(ModelPart(rawValue: part)!), part == "lora" ? "optimizer.lr.lora: the recipe has no lora section" : "optimizer.lr.\(part): the part is frozen (see freeze)")
         }
         for part in r.trainableParts.sorted(by: { $0.rawValue < $1.rawValue }) {
             try require(r.optimizer.lr[part.rawValue] != nil, "optimizer.lr.\(part.rawValue): missing; the part is trained (freeze it or give it a learning rate)")

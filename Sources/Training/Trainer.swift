@@ -22,6 +22,9 @@ public final class Trainer {
     let evalSources: [Dataset]
     var state: TrainingState
     var rng: RNG
+    /// What this run fine-tunes (nil when it starts from random weights): its checkpoints then store only
+    /// the trained tensors.
+    var base: BaseReference?
     let log: (String) -> Void
     private let arena = Arena()
 
@@ -32,7 +35,7 @@ public final class Trainer {
         self.log = log
         runDirectory = loaded.resolve(r.checkpoint.dir)
         let config = try Trainer.modelConfig(loaded)
-        model = XComposer(config: config, trainable: r.trainableParts)
+        model = XComposer(config: config, trainable: r.trainableParts, lora: r.loraConfig)
         optimizer = AdamW(parameters: model.parameters, beta1: r.betas.0, beta2: r.betas.1, eps: r.eps, weightDecay: r.weightDecay)
         schedule = Schedule(warmup: r.schedule.warmupSteps, total: r.steps, minimum: r.schedule.minLr, cosine: (r.schedule.decay ?? "cosine") == "cosine")
         let train = try r.data.train.map { try Dataset(loaded.resolve($0.path)) }
@@ -63,6 +66,9 @@ public final class Trainer {
         if let header, header.config != config {
             throw TrainingError("\(header.url.path): the checkpoint's model config differs from \(r.model); it is of another model")
         }
+        if let header, header.lora != r.loraConfig {
+            throw TrainingError("\(header.url.path): the checkpoint's LoRA (\(header.lora.map { "rank \($0.rank)" } ?? "none")) differs from the recipe's (\(r.loraConfig.map { "rank \($0.rank)" } ?? "none"))")
+        }
         guard r.data.sequenceLength <= config.textConfig.maxPositionEmbeddings else {
             throw TrainingError("\(loaded.url.path): data.sequence_length \(r.data.sequenceLength) exceeds the model's max_position_embeddings \(config.textConfig.maxPositionEmbeddings)")
         }
@@ -70,7 +76,8 @@ public final class Trainer {
                             sequenceLength: r.data.sequenceLength, seed: r.seed, state: header?.state.loader)
         state = header?.state ?? TrainingState(step: 0, rng: rng.state, loader: loader.state)
         if let header {
-            try Checkpoint.load(header, into: model, optimizer: optimizer)
+            try Checkpoint.restore(header, into: model, optimizer: optimizer)
+            base = header.base
             rng = RNG(state: header.state.rng)
             log("resumed from \(header.url.path) at step \(state.step)")
         } else {
@@ -90,18 +97,27 @@ public final class Trainer {
     /// The recipe's `init`: random weights, a Hugging Face directory, or a checkpoint's weights.
     func initialize() throws {
         let r = recipe.recipe
+        var adaptersLoaded = false
         switch r.`init`.from {
         case "random":
             initializeRandomly(model.parameters, rng: &rng, std: Float(r.`init`.std ?? 0.02))
         case "huggingface":
-            try model.loadWeights(directory: recipe.resolve(r.`init`.path!))
+            let directory = recipe.resolve(r.`init`.path!)
+            try model.loadWeights(directory: directory)
+            base = BaseReference(kind: "huggingface", path: directory.path, xxh64: Checkpoint.parameterHash(model.parameters))
         default:
-            let header = try Checkpoint.header(recipe.resolve(r.`init`.path!))
+            let url = recipe.resolve(r.`init`.path!)
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw TrainingError("\(recipe.url.path): init.path: \(url.path) does not exist (run the stage it comes from first)")
+            }
+            let header = try Checkpoint.header(url)
             guard header.config == model.config else {
                 throw TrainingError("\(header.url.path): init.path: the checkpoint's model config differs from \(r.model)")
             }
-            try Checkpoint.load(header, into: model, optimizer: nil)
+            adaptersLoaded = try Checkpoint.restore(header, into: model)
+            base = BaseReference(kind: "checkpoint", path: url.path, xxh64: Checkpoint.parameterHash(model.parameters))
         }
+        if !adaptersLoaded { initializeAdapters(model.parameters, rng: &rng) }
         state.rng = rng.state
     }
 
@@ -150,7 +166,8 @@ public final class Trainer {
             for b in micro {
                 arena.reset()
                 let batch = Trainer.modelBatch(b)
-                let activations = try model.forward(batch, arena: arena)
+                let dropout = (model.lora?.dropout ?? 0) > 0 ? rng.nextStream() : nil
+                let activations = try model.forward(batch, arena: arena, dropout: dropout)
                 lossSum += Double(activations.loss) * Double(activations.counted)
                 if total > 0 { model.backward(activations, tokens: batch.tokens, arena: arena, lossScale: Float(activations.counted) / Float(total)) }
             }
@@ -182,7 +199,8 @@ public final class Trainer {
                 try metrics.append(["step": state.step, "eval_loss": evalLoss])
             }
             if state.step % r.checkpoint.every == 0 || state.step == r.steps {
-                let url = try Checkpoint.save(directory: runDirectory, model: model, optimizer: optimizer, state: state, recipe: recipe.json, keep: r.checkpoint.keep ?? 3)
+                let url = try Checkpoint.save(directory: runDirectory, model: model, optimizer: optimizer, state: state, recipe: recipe.json,
+                                              keep: r.checkpoint.keep ?? 3, base: base)
                 progress.message("step \(state.step): checkpoint \(url.path)")
             }
         }
@@ -207,9 +225,23 @@ public final class Trainer {
     }
 }
 
-/// Random init: matrices, embeddings and query tokens N(0, std); biases 0; norm weights 1.
+/// LoRA init as PEFT's default: A Kaiming-uniform (a = sqrt 5, so U(-1/sqrt(in), 1/sqrt(in))), B zero.
+public func initializeAdapters(_ parameters: Parameters, rng: inout RNG) {
+    for spec in parameters.specs where spec.part == .lora {
+        let t = parameters.value(spec.name)!
+        if spec.name.hasSuffix(LoRAConfig.aSuffix) {
+            let bound = 1 / Float(spec.shape[1]).squareRoot()
+            rng.fillUniform(t, low: -bound, high: bound)
+        } else {
+            t.zero()
+        }
+    }
+}
+
+/// Random init: matrices, embeddings and query tokens N(0, std); biases 0; norm weights 1 (adapters
+/// are left to `initializeAdapters`).
 public func initializeRandomly(_ parameters: Parameters, rng: inout RNG, std: Float) {
-    for spec in parameters.specs {
+    for spec in parameters.specs where spec.part != .lora {
         let t = parameters.value(spec.name)!
         if spec.name.hasSuffix(".bias") {
             t.zero()

@@ -50,3 +50,25 @@ struct Pretrain: ParsableCommand {
 
     func run() throws { try options.train() }
 }
+
+struct Lora: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stage B: multi-task LoRA on the decoder (frozen) with the Perceive Sampler trained, as the recipe says.",
+        discussion: "The recipe's init names the stage-A checkpoint; checkpoints store the adapters and the sampler and name that base by hash. Example: xtrain lora recipes/multitask.json"
+    )
+
+    @OptionGroup var options: TrainOptions
+
+    func run() throws { try options.train() }
+}
+
+struct Instruct: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Instruction tuning in the conversation template, continuing from the multi-task checkpoint.",
+        discussion: "The loss covers the Bot turns and their <eob> only. Example: xtrain instruct recipes/instruct.json"
+    )
+
+    @OptionGroup var options: TrainOptions
+
+    func run() throws { try options.train() }
+}

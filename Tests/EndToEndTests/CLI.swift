@@ -67,6 +67,23 @@ enum Micro {
         """
     }
 
+    /// A LoRA recipe over `root`/data starting from `base` (a checkpoint path relative to `root`).
+    static func loraRecipe(base: String, rank: Int = 4, steps: Int = 6) -> String {
+        """
+        {
+          "model": "model.json",
+          "init": {"from": "checkpoint", "path": "\(base)"},
+          "lora": {"rank": \(rank), "alpha": 8, "dropout": 0.1},
+          "data": {"train": [{"path": "data/vqa/train"}, {"path": "data/selection/train"}], "sequence_length": 48, "batch_size": 4},
+          "steps": \(steps), "freeze": ["vision", "decoder"],
+          "optimizer": {"lr": {"lora": 1e-3, "sampler": 1e-3}},
+          "schedule": {"warmup_steps": 1, "min_lr": 1e-5},
+          "checkpoint": {"dir": "lora", "every": 3, "keep": 5},
+          "log_every": 1, "seed": 4
+        }
+        """
+    }
+
     /// A fresh folder with the micro model, data and a recipe.
     static func workspace(steps: Int = 6, every: Int = 3) throws -> URL {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("xtrain-e2e-\(UUID())")
@@ -77,5 +94,13 @@ enum Micro {
                                  "--queries", "4", "--scale", "0.01", "--image-size", "28"])
         precondition(synth.status == 0, "synth failed: \(synth.error)")
         return root
+    }
+}
+
+/// Bit-for-bit equality of two weight arrays, reporting the first difference instead of the arrays.
+func assertSameBits(_ a: [UInt32], _ b: [UInt32], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, "\(what): sizes differ", file: file, line: line)
+    if let i = a.indices.first(where: { i in i < b.count && a[i] != b[i] }) {
+        XCTFail("\(what): \(zip(a, b).filter { $0 != $1 }.count) of \(a.count) values differ, first at \(i): \(Float(bitPattern: a[i])) vs \(Float(bitPattern: b[i]))", file: file, line: line)
     }
 }

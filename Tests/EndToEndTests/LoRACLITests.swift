@@ -1,0 +1,103 @@
+import Foundation
+import Models
+import Tensors
+import Training
+import XCTest
+
+/// `xtrain lora` and `xtrain export|import` through the command line.
+final class LoRACLITests: XCTestCase {
+    var root: URL!
+
+    override func setUpWithError() throws {
+        root = try Micro.workspace()
+        let stageA = try CLI.run(["pretrain", root.appendingPathComponent("recipe.json").path])
+        XCTAssertEqual(stageA.status, 0, stageA.error)
+        try Micro.loraRecipe(base: "run/step-0000006.h5").write(to: root.appendingPathComponent("lora.json"), atomically: true, encoding: .utf8)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: root) }
+
+    private var loraRecipe: String { root.appendingPathComponent("lora.json").path }
+
+    private func restored(_ path: URL) throws -> XComposer {
+        let header = try Checkpoint.header(path)
+        let model = XComposer(config: header.config, trainable: [], lora: header.lora)
+        try Checkpoint.restore(header, into: model)
+        return model
+    }
+
+    private func bits(_ model: XComposer) -> [UInt32] {
+        UnsafeBufferPointer(start: model.parameters.values.base, count: model.parameters.values.count).map(\.bitPattern)
+    }
+
+    func testLoRARunStoresAdaptersAndResumesBitExactly() throws {
+        let straight = try CLI.run(["lora", loraRecipe, "--set", "checkpoint.dir=straight"])
+        XCTAssertEqual(straight.status, 0, straight.error)
+        let last = root.appendingPathComponent("straight/step-0000006.h5")
+        let header = try Checkpoint.header(last)
+        XCTAssertEqual(header.lora?.rank, 4)
+        XCTAssertEqual(header.base?.path, root.appendingPathComponent("run/step-0000006.h5").standardizedFileURL.path)
+        let stored = header.storedShape("language_model.model.layers.0.self_attn.q_proj.lora_A.weight")
+        XCTAssertEqual(stored, [4, 32])
+        XCTAssertNil(header.storedShape("language_model.model.layers.0.self_attn.q_proj.weight"), "frozen tensors live in the base")
+        let stopped = try CLI.run(["lora", loraRecipe, "--set", "checkpoint.dir=resumed"], environment: ["XTRAIN_FAULT": "checkpoint-done"])
+        XCTAssertNotEqual(stopped.status, 0)
+        let resumed = try CLI.run(["lora", loraRecipe, "--set", "checkpoint.dir=resumed", "--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.error)
+        assertSameBits(bits(try restored(last)), bits(try restored(root.appendingPathComponent("resumed/step-0000006.h5"))), "resumed LoRA weights")
+    }
+
+    func testExportMergesAndImportRoundTrips() throws {
+        XCTAssertEqual(try CLI.run(["lora", loraRecipe]).status, 0)
+        let checkpoint = root.appendingPathComponent("lora/step-0000006.h5")
+        let model = try restored(checkpoint)
+        XCTAssert(model.parameters.specs.filter { $0.name.hasSuffix("lora_B.weight") }.contains { spec in
+            model.parameters.value(spec.name)!.array.contains { $0 != 0 }
+        }, "training moved B away from zero")
+        let hf = root.appendingPathComponent("export")
+        let export = try CLI.run(["export", checkpoint.path, "--out", hf.path])
+        XCTAssertEqual(export.status, 0, export.error)
+        let loaded = try XComposer.load(directory: hf, trainable: [])
+        // The merge is a GEMM: the same up to rounding in another process (its BLAS kernels may differ).
+        let merged = model.merged()
+        for i in 0 ..< merged.parameters.values.count {
+            XCTAssertEqual(loaded.parameters.values.base[i], merged.parameters.values.base[i], accuracy: 1e-5 * max(1, abs(merged.parameters.values.base[i])))
+        }
+        let imported = root.appendingPathComponent("imported.h5")
+        XCTAssertEqual(try CLI.run(["import", hf.path, "--out", imported.path]).status, 0)
+        assertSameBits(bits(try restored(imported)), bits(loaded), "export -> import")
+        // Merged and adapted models agree on the logits.
+        let fixtureBatch = Batch(batchSize: 1, sequenceLength: 8, tokens: [1, 20, 21, 22, 23, 24, 25, 2], labels: [1, 20, 21, 22, 23, 24, 25, 2])
+        let a = try model.forward(fixtureBatch, arena: Arena()).logits, b = try loaded.forward(fixtureBatch, arena: Arena()).logits
+        for i in 0 ..< a.count { XCTAssertEqual(a[flat: i], b[flat: i], accuracy: 1e-4 * max(1, abs(b[flat: i]))) }
+        // The adapter export: the unmerged base and the PEFT files.
+        XCTAssertEqual(try CLI.run(["export", checkpoint.path, "--out", root.appendingPathComponent("peft").path, "--adapter"]).status, 0)
+        XCTAssert(FileManager.default.fileExists(atPath: root.appendingPathComponent("peft/adapter/adapter_model.safetensors").path))
+        XCTAssert(FileManager.default.fileExists(atPath: root.appendingPathComponent("peft/adapter/adapter_config.json").path))
+        let h5 = try CLI.run(["export", checkpoint.path, "--out", root.appendingPathComponent("h5").path, "--format", "hdf5"])
+        XCTAssertEqual(h5.status, 0, h5.error)
+        assertSameBits(bits(try restored(root.appendingPathComponent("h5/model.h5"))), bits(loaded), "HDF5 export vs Hugging Face export")
+    }
+
+    func testMissingOrChangedBaseIsRefused() throws {
+        XCTAssertEqual(try CLI.run(["lora", loraRecipe, "--set", "steps=3"]).status, 0)
+        let checkpoint = root.appendingPathComponent("lora/step-0000003.h5").path
+        let base = root.appendingPathComponent("run/step-0000006.h5")
+        try FileManager.default.moveItem(at: base, to: root.appendingPathComponent("moved.h5"))
+        let missing = try CLI.run(["export", checkpoint, "--out", root.appendingPathComponent("x").path])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssert(missing.error.contains("its base checkpoint \(base.standardizedFileURL.path) is missing"), missing.error)
+        // A different file under the base's name: the hash gives it away.
+        try FileManager.default.copyItem(at: root.appendingPathComponent("run/step-0000003.h5"), to: base)
+        let changed = try CLI.run(["export", checkpoint, "--out", root.appendingPathComponent("y").path])
+        XCTAssertNotEqual(changed.status, 0)
+        XCTAssert(changed.error.contains("has changed (weights hash"), changed.error)
+    }
+
+    func testRankMismatchIsRefused() throws {
+        XCTAssertEqual(try CLI.run(["lora", loraRecipe, "--set", "steps=3"]).status, 0)
+        let run = try CLI.run(["lora", loraRecipe, "--set", "lora.rank=8", "--resume"])
+        XCTAssertNotEqual(run.status, 0)
+        XCTAssert(run.error.contains("the checkpoint's LoRA (rank 4) differs from the recipe's (rank 8)"), run.error)
+    }
+}
