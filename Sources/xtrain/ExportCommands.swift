@@ -49,6 +49,20 @@ struct Export: ParsableCommand {
             try model.merged().save(directory: directory)
             print("wrote \(out) (config.json, model.safetensors\(header.lora == nil ? "" : "; LoRA merged"))")
         }
+        if format == "huggingface" { try writeCheck(model, to: directory.appendingPathComponent("xtrain_check.safetensors")) }
+    }
+
+    /// A sample input (one image and a short text) and xtrain's logits for it, so that anyone can check the
+    /// export in transformers (Tools/reference/check_export.py).
+    private func writeCheck(_ model: XComposer, to url: URL) throws {
+        let c = model.config, side = c.visionConfig.imageSize
+        let image = Tensor(zeros: [1, 3, side, side])
+        for i in 0 ..< image.count { image[flat: i] = Float((i * 37) % 101) / 50 - 1 }
+        let text: [Int32] = [1] + [Int32](repeating: Int32(c.imageTokenIndex!), count: c.numQueryTokens) + [20, 97, 32, 114, 101, 100, 2].map { Int32($0) + 16 }
+        let batch = Batch(batchSize: 1, sequenceLength: text.count, tokens: text, labels: text, images: image)
+        let logits = try model.forward(batch, arena: Arena()).logits
+        try SafetensorsFile.write([("input_ids", Tensor(shape: [1, text.count], values: text.map(Float.init))), ("pixel_values", image), ("logits", logits)],
+                                  to: url)
     }
 }
 
