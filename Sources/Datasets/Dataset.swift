@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// `index.json`: what a dataset directory holds. Written last, atomically, so a directory with an index
 /// is complete.
@@ -128,7 +129,7 @@ public final class Dataset {
             throw DataError("\(url.path): missing; not a dataset directory (or an unfinished one)")
         }
         do { index = try JSONDecoder().decode(DatasetIndex.self, from: data) } catch let error as DecodingError {
-            throw DataError("\(url.path): \(describeDecoding(error))")
+            throw DataError("\(url.path): \(error.jsonPathDescription())")
         }
         guard index.format == "xtrain-shards", index.version == DatasetIndex.currentVersion else {
             throw DataError("\(url.path): format '\(index.format)' version \(index.version) is not supported (expected xtrain-shards version \(DatasetIndex.currentVersion))")
@@ -257,13 +258,3 @@ public final class Dataset {
     }
 }
 
-func describeDecoding(_ error: DecodingError) -> String {
-    func path(_ keys: [CodingKey]) -> String { keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
-    switch error {
-    case let .typeMismatch(type, c): return "\(path(c.codingPath)): expected \(type)"
-    case let .valueNotFound(type, c): return "\(path(c.codingPath)): expected \(type), found null"
-    case let .keyNotFound(key, c): return "\(path(c.codingPath + [key])): missing"
-    case let .dataCorrupted(c): return "\(path(c.codingPath)): \(c.debugDescription)"
-    @unknown default: return "\(error)"
-    }
-}

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// A bad model configuration or weight file: the message names the file, the field or key, and what was
 /// expected.
@@ -240,7 +241,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         } catch let error as ModelError {
             throw ModelError("\(url.path): \(error.description)")
         } catch let error as DecodingError {
-            throw ModelError("\(url.path): \(describe(error))")
+            throw ModelError("\(url.path): \(error.jsonPathDescription())")
         }
         do { try config.validate() } catch let error as ModelError {
             throw ModelError("\(url.path): \(error.description)")
@@ -296,14 +297,3 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// "field a.b.c: what went wrong", from a decoding error.
-func describe(_ error: DecodingError) -> String {
-    func path(_ keys: [CodingKey]) -> String { keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
-    switch error {
-    case let .typeMismatch(type, context): return "\(path(context.codingPath)): expected \(type) (\(context.debugDescription))"
-    case let .valueNotFound(type, context): return "\(path(context.codingPath)): expected \(type), found null"
-    case let .keyNotFound(key, context): return "\(path(context.codingPath + [key])): missing"
-    case let .dataCorrupted(context): return "\(path(context.codingPath)): \(context.debugDescription)"
-    @unknown default: return "\(error)"
-    }
-}

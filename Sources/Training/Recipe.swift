@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import Tensors
 
 /// A training recipe: the JSON file behind `xtrain pretrain|lora|instruct RECIPE`. Keys are snake_case;
 /// paths are relative to the recipe's folder. See Recipes/README.md for every field.
@@ -144,7 +145,7 @@ public struct LoadedRecipe: Sendable {
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         let recipe: Recipe
         do { recipe = try decoder.decode(Recipe.self, from: canonical) } catch let error as DecodingError {
-            throw TrainingError("\(url.path): \(describeRecipeError(error))")
+            throw TrainingError("\(url.path): \(error.jsonPathDescription(snakeCase: true))")
         }
         let loaded = LoadedRecipe(recipe: recipe, url: url, json: String(decoding: canonical, as: UTF8.self))
         do { try loaded.validate() } catch let error as TrainingError { throw TrainingError("\(url.path): \(error.description)") }
@@ -252,17 +253,3 @@ public struct LoadedRecipe: Sendable {
     }
 }
 
-private func describeRecipeError(_ error: DecodingError) -> String {
-    func path(_ keys: [CodingKey]) -> String {
-        keys.map { key in
-            key.intValue.map { "[\($0)]" } ?? key.stringValue.replacingOccurrences(of: "([a-z])([A-Z])", with: "$1_$2", options: .regularExpression).lowercased()
-        }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
-    }
-    switch error {
-    case let .typeMismatch(type, c): return "\(path(c.codingPath)): expected \(type == String.self ? "a string" : "\(type)")"
-    case let .valueNotFound(type, c): return "\(path(c.codingPath)): expected \(type), found null"
-    case let .keyNotFound(key, c): return "\(path(c.codingPath + [key])): missing (required)"
-    case let .dataCorrupted(c): return "\(path(c.codingPath)): \(c.debugDescription)"
-    @unknown default: return "\(error)"
-    }
-}
