@@ -64,6 +64,8 @@ public struct Recipe: Codable, Sendable {
     public struct EvalSpec: Codable, Sendable {
         public var every: Int
         public var batches: Int
+        /// Records per eval dataset whose answers are generated and scored (VQA, captions, selection); 0 = loss only.
+        public var tasks: Int?
     }
 
     public var description: String?
@@ -93,7 +95,7 @@ public struct Recipe: Codable, Sendable {
                       "weight_decay": true, "grad_clip": true],
         "schedule": ["warmup_steps": true, "min_lr": true, "decay": true],
         "checkpoint": ["dir": true, "every": true, "keep": true],
-        "eval": ["every": true, "batches": true],
+        "eval": ["every": true, "batches": true, "tasks": true],
     ]
 
     public var gradientAccumulation: Int { data.gradientAccumulation ?? 1 }

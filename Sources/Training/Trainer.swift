@@ -195,8 +195,17 @@ public final class Trainer {
             if let e = r.eval, state.step % e.every == 0 || state.step == r.steps {
                 let evalLoss = try evaluate(batches: e.batches)
                 evals.append((state.step, evalLoss))
-                progress.message("step \(state.step): held-out loss \(String(format: "%.4f", evalLoss))")
-                try metrics.append(["step": state.step, "eval_loss": evalLoss])
+                var line: [String: Any] = ["step": state.step, "eval_loss": evalLoss]
+                var report = "step \(state.step): held-out loss \(String(format: "%.4f", evalLoss))"
+                if let tasks = e.tasks, tasks > 0 {
+                    let names = (r.data.eval ?? []).map { $0.path.split(separator: "/").suffix(2).joined(separator: "/") }
+                    let scores = try Evaluation.run(model: model, datasets: Array(zip(names, evalSources)).map { (name: $0.0, dataset: $0.1) },
+                                                    limit: tasks, sequenceLength: r.data.sequenceLength).filter { !$0.value.isNaN }
+                    line["eval_metrics"] = Dictionary(uniqueKeysWithValues: scores.map { ("\($0.dataset) \($0.metric)", $0.value) })
+                    report += scores.map { String(format: "; %@ %@ %.1f%% (chance %.1f%%)", $0.dataset, $0.metric, 100 * $0.value, 100 * ($0.chance ?? 0)) }.joined()
+                }
+                progress.message(report)
+                try metrics.append(line)
             }
             if state.step % r.checkpoint.every == 0 || state.step == r.steps {
                 let url = try Checkpoint.save(directory: runDirectory, model: model, optimizer: optimizer, state: state, recipe: recipe.json,

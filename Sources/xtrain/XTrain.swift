@@ -4,7 +4,7 @@ struct XTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "xtrain",
         abstract: "Train and fine-tune InternLM-XComposer-style vision-language models on the CPU.",
-        subcommands: [Pretrain.self, Lora.self, Instruct.self, Export.self, Import.self, Model.self, DataCommand.self, Bench.self]
+        subcommands: [Pretrain.self, Lora.self, Instruct.self, Eval.self, Generate.self, PlotCommand.self, Export.self, Import.self, Model.self, DataCommand.self, Bench.self]
     )
 }
 

@@ -1,0 +1,68 @@
+import Foundation
+
+/// An SVG chart of a run's metrics.jsonl: training and held-out loss, learning rates, task metrics, each
+/// against the step, one panel apiece.
+public enum Plot {
+    struct Series {
+        let name: String
+        var points: [(x: Double, y: Double)]
+    }
+
+    /// Reads `metrics.jsonl` and returns the SVG text.
+    public static func svg(metrics url: URL, title: String) throws -> String {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw TrainingError("\(url.path): cannot read") }
+        var loss = Series(name: "training loss", points: []), evalLoss = Series(name: "held-out loss", points: [])
+        var rates: [String: Series] = [:], tasks: [String: Series] = [:]
+        for line in text.split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let step = object["step"] as? Int else { continue }
+            let x = Double(step)
+            if let l = object["loss"] as? Double { loss.points.append((x, l)) }
+            if let l = object["eval_loss"] as? Double { evalLoss.points.append((x, l)) }
+            for (part, rate) in object["lr"] as? [String: Double] ?? [:] { rates[part, default: Series(name: "lr \(part)", points: [])].points.append((x, rate)) }
+            for (name, value) in object["eval_metrics"] as? [String: Double] ?? [:] { tasks[name, default: Series(name: name, points: [])].points.append((x, 100 * value)) }
+        }
+        var panels = [("loss", [loss, evalLoss].filter { !$0.points.isEmpty }), ("learning rate", rates.values.sorted { $0.name < $1.name })]
+        if !tasks.isEmpty { panels.append(("task metrics (%)", tasks.values.sorted { $0.name < $1.name })) }
+        let (width, panelHeight) = (720.0, 240.0)
+        var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(panelHeight * Double(panels.count) + 40))\" font-family=\"sans-serif\" font-size=\"11\">\n"
+        out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"20\" font-size=\"14\">\(escape(title))</text>\n"
+        for (i, (name, series)) in panels.enumerated() {
+            out += panel(name, series, top: 40 + Double(i) * panelHeight, width: width, height: panelHeight - 30)
+        }
+        return out + "</svg>\n"
+    }
+
+    static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+    static func panel(_ title: String, _ series: [Series], top: Double, width: Double, height: Double) -> String {
+        let all = series.flatMap(\.points)
+        guard let minX = all.map(\.x).min(), let maxX = all.map(\.x).max(), let maxY = all.map(\.y).max() else { return "" }
+        let minY = min(0, all.map(\.y).min()!)
+        let (left, right) = (60.0, width - 160)
+        func px(_ x: Double) -> Double { left + (x - minX) / max(maxX - minX, 1e-12) * (right - left) }
+        func py(_ y: Double) -> Double { top + height - (y - minY) / max(maxY - minY, 1e-12) * height }
+        var out = "<text x=\"\(left)\" y=\"\(top - 6)\" font-size=\"12\">\(escape(title))</text>\n"
+        out += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(right - left)\" height=\"\(height)\" fill=\"none\" stroke=\"#999\"/>\n"
+        for k in 0 ... 4 {
+            let y = minY + (maxY - minY) * Double(k) / 4, x = minX + (maxX - minX) * Double(k) / 4
+            out += "<text x=\"\(left - 4)\" y=\"\(py(y) + 4)\" text-anchor=\"end\">\(format(y))</text>\n"
+            out += "<text x=\"\(px(x))\" y=\"\(top + height + 14)\" text-anchor=\"middle\">\(Int(x))</text>\n"
+        }
+        for (i, s) in series.enumerated() {
+            let color = colors[i % colors.count]
+            let path = s.points.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
+            out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" points=\"\(path)\"/>\n"
+            if s.points.count < 30 {
+                for p in s.points { out += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%@\"/>\n", px(p.x), py(p.y), color) }
+            }
+            out += "<text x=\"\(right + 10)\" y=\"\(top + 14 + Double(i) * 16)\" fill=\"\(color)\">\(escape(s.name))</text>\n"
+        }
+        return out
+    }
+
+    static func format(_ v: Double) -> String { abs(v) >= 0.01 || v == 0 ? String(format: "%.2f", v) : String(format: "%.1e", v) }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}

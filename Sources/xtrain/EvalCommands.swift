@@ -1,0 +1,136 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import Models
+import Tensors
+import Training
+
+/// The model a checkpoint holds, its base chain restored.
+func restoredModel(_ path: String) throws -> XComposer {
+    let header = try Checkpoint.header(URL(fileURLWithPath: path))
+    let model = XComposer(config: header.config, trainable: [], lora: header.lora)
+    try Checkpoint.restore(header, into: model)
+    return model
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Held-out loss and task metrics (VQA exact match, caption attributes, image selection) of a checkpoint, beside chance.",
+        discussion: "Answers are generated greedily from each record's prompt. Example: xtrain eval Checkpoints/instruct/step-0000300.h5 --data Data/shapes/vqa/eval --data Data/shapes/captions/eval"
+    )
+
+    @Argument(help: "A checkpoint.")
+    var checkpoint: String
+
+    @Option(help: "An evaluation dataset (repeatable).")
+    var data: [String] = []
+
+    @Option(help: "Records per dataset.")
+    var limit = 200
+
+    @Option(help: "Tokens per sequence for the held-out loss.")
+    var length = 224
+
+    @Option(help: "Also write the scores as JSON to this file.")
+    var json: String?
+
+    func run() throws {
+        guard !data.isEmpty else { throw ValidationError("give at least one --data directory") }
+        let model = try restoredModel(checkpoint)
+        let datasets = try data.map { (name: $0, dataset: try Dataset(URL(fileURLWithPath: $0))) }
+        for d in datasets {
+            try d.dataset.checkCompatible(vocabSize: model.config.textConfig.vocabSize, imageQueries: model.config.numQueryTokens, imageTokenIndex: model.config.imageTokenIndex!)
+        }
+        let scores = try Evaluation.run(model: model, datasets: datasets, limit: limit, sequenceLength: length)
+        for s in scores {
+            let value = s.value.isNaN ? "-" : String(format: "%.1f%%", 100 * s.value)
+            let chance = s.chance.map { String(format: "%.1f%%", 100 * $0) } ?? "-"
+            print("\(s.dataset): \(s.metric) \(value) (chance \(chance)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
+        }
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            try encoder.encode(scores).write(to: URL(fileURLWithPath: json))
+        }
+    }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Answer a prompt about images in the conversation template, with a key/value cache.",
+        discussion: "The prompt becomes <s>[images]<|User|>: PROMPT<eou>\\n<|Bot|>: and generation stops at <eob>. Example: xtrain generate Checkpoints/instruct/step-0000300.h5 --image cat.png --prompt 'What color is the circle?'"
+    )
+
+    @Argument(help: "A checkpoint.")
+    var checkpoint: String
+
+    @Option(help: "An image file, PNG or JPEG (repeatable; in order).")
+    var image: [String] = []
+
+    @Option(help: "The user's message.")
+    var prompt: String
+
+    @Flag(help: "Sample instead of greedy decoding.")
+    var sample = false
+
+    @Option(help: "Sampling temperature.")
+    var temperature: Float = 0.8
+
+    @Option(help: "Sample among the k most likely tokens.")
+    var topK: Int?
+
+    @Option(help: "Sampling seed.")
+    var seed: UInt64 = 1
+
+    @Option(help: "At most this many new tokens.")
+    var maxTokens = 128
+
+    @Flag(help: "Recompute the whole sequence for every token (no key/value cache).")
+    var noCache = false
+
+    func run() throws {
+        let model = try restoredModel(checkpoint)
+        let side = model.config.visionConfig.imageSize
+        let images = try image.map { ImageProcessing.clipResizeAndCrop(try ImageProcessing.load(URL(fileURLWithPath: $0)), side: side) }
+        var builder = RecordBuilder(kind: .conversation, tokenizer: ByteTokenizer(), queries: model.config.numQueryTokens)
+        builder.special(.bos, loss: false)
+        for i in images { builder.image(i) }
+        builder.special(.user, loss: false)
+        builder.text(": " + prompt, loss: false)
+        builder.special(.endOfUser, loss: false)
+        builder.text("\n", loss: false)
+        builder.special(.bot, loss: false)
+        builder.text(": ", loss: false)
+        let sampling: Sampling = sample ? .sample(temperature: temperature, topK: topK, seed: seed) : .greedy
+        let start = Date()
+        let tokens = try Generator(model: model).generate(prompt: builder.record.tokens, images: images.isEmpty ? nil : Loader.normalize(images, side: side),
+                                                          maxTokens: maxTokens, stop: [SpecialToken.endOfBot.rawValue, SpecialToken.eos.rawValue],
+                                                          sampling: sampling, cached: !noCache)
+        let seconds = Date().timeIntervalSince(start)
+        print(ByteTokenizer().decode(tokens.filter { $0 != SpecialToken.endOfBot.rawValue && $0 != SpecialToken.eos.rawValue }))
+        FileHandle.standardError.write(String(format: "%d tokens in %.2f s (%.1f tokens/s, %@)\n", tokens.count, seconds, Double(tokens.count) / seconds,
+                                              noCache ? "no cache" : "key/value cache").data(using: .utf8)!)
+    }
+}
+
+struct PlotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plot",
+        abstract: "Draw a run's metrics.jsonl (losses, learning rates, task metrics) as an SVG file."
+    )
+
+    @Argument(help: "A run directory (holding metrics.jsonl).")
+    var directory: String
+
+    @Option(help: "The SVG file to write (default: RUN/metrics.svg).")
+    var out: String?
+
+    func run() throws {
+        let folder = URL(fileURLWithPath: directory)
+        let svg = try Plot.svg(metrics: folder.appendingPathComponent("metrics.jsonl"), title: folder.lastPathComponent)
+        let target = out ?? folder.appendingPathComponent("metrics.svg").path
+        try svg.write(toFile: target, atomically: true, encoding: .utf8)
+        print("wrote \(target)")
+    }
+}
