@@ -16,7 +16,7 @@ public struct LoaderState: Codable, Equatable, Sendable {
     }
 }
 
-/// A batch for one rank: B sequences padded to T tokens, labels, attention mask, and the images in
+/// A batch for one rank: B sequences padded to T tokens (the longest, at most the recipe's length), labels, attention mask, and the images in
 /// reading order, CLIP-normalised.
 public struct LoadedBatch {
     public let batchSize: Int
@@ -118,23 +118,27 @@ public final class Loader {
         return assemble(records, samples: mine)
     }
 
-    /// Pads or cuts each record to T tokens; an image whose placeholders do not fit is dropped with the
-    /// rest of its sequence.
+    /// Cuts each record to the recipe's length T (an image whose placeholders do not fit is dropped with
+    /// the rest of its sequence) and pads the batch to its longest sequence, rounded up to a multiple of 8
+    /// and at most T: no compute is spent on a padding column that no sequence needs.
     func assemble(_ records: [Record], samples: [(source: Int, record: Int)]) -> LoadedBatch {
-        let (b, t) = (records.count, sequenceLength)
         let queries = sources[0].index.imageQueries, side = sources[0].index.imageSide
-        var tokens = [Int32](repeating: SpecialToken.pad.rawValue, count: b * t)
-        var labels = [Int32](repeating: -100, count: b * t)
-        var mask = [Float](repeating: 0, count: b * t)
-        var images: [RGBImage] = []
-        var labelled = 0
-        for (i, r) in records.enumerated() {
-            var length = min(t, r.tokens.count)
+        var lengths: [Int] = [], images: [RGBImage] = []
+        for r in records {
+            var length = min(sequenceLength, r.tokens.count)
             for (p, image) in zip(r.imagePositions, r.images) {
                 if p + queries > length { length = min(length, p); break }
                 images.append(image)
             }
-            for j in 0 ..< length {
+            lengths.append(length)
+        }
+        let (b, t) = (records.count, max(2, min(sequenceLength, ((lengths.max() ?? 0) + 7) / 8 * 8)))
+        var tokens = [Int32](repeating: SpecialToken.pad.rawValue, count: b * t)
+        var labels = [Int32](repeating: -100, count: b * t)
+        var mask = [Float](repeating: 0, count: b * t)
+        var labelled = 0
+        for (i, r) in records.enumerated() {
+            for j in 0 ..< lengths[i] {
                 tokens[i * t + j] = r.tokens[j]
                 mask[i * t + j] = 1
                 if r.loss[j] { labels[i * t + j] = r.tokens[j]; labelled += 1 }

@@ -68,7 +68,11 @@ final class LoaderTests: XCTestCase {
 
     func testBatchLayout() throws {
         let batch = try loader().next()
-        XCTAssertEqual(batch.tokens.count, 6 * 48)
+        XCTAssertLessThanOrEqual(batch.sequenceLength, 48)
+        XCTAssertEqual(batch.sequenceLength % 8, 0)
+        XCTAssertEqual(batch.tokens.count, 6 * batch.sequenceLength)
+        let longest = (0 ..< 6).map { row in (0 ..< batch.sequenceLength).filter { batch.attentionMask[row * batch.sequenceLength + $0] != 0 }.count }.max()!
+        XCTAssertGreaterThan(longest, batch.sequenceLength - 8, "padded to the longest sequence only")
         let images = batch.images?.shape[0] ?? 0
         XCTAssertEqual(batch.tokens.filter { $0 == 3 }.count, images * 8, "8 placeholders per image, images that do not fit dropped")
         for i in 0 ..< batch.tokens.count where batch.attentionMask[i] == 0 {
