@@ -101,3 +101,32 @@ final class LoRACLITests: XCTestCase {
         XCTAssert(run.error.contains("the checkpoint's LoRA (rank 4) differs from the recipe's (rank 8)"), run.error)
     }
 }
+
+/// `xtrain eval`, `generate` and `plot` through the command line.
+final class EvalCLITests: XCTestCase {
+    func testEvalGenerateAndPlot() throws {
+        let root = try Micro.workspace()
+        defer { try? FileManager.default.removeItem(at: root) }
+        XCTAssertEqual(try CLI.run(["pretrain", root.appendingPathComponent("recipe.json").path]).status, 0)
+        let checkpoint = root.appendingPathComponent("run/step-0000006.h5").path
+        let json = root.appendingPathComponent("scores.json").path
+        let eval = try CLI.run(["eval", checkpoint, "--data", root.appendingPathComponent("data/vqa/eval").path,
+                                "--data", root.appendingPathComponent("data/captions/eval").path, "--limit", "4", "--length", "48", "--json", json])
+        XCTAssertEqual(eval.status, 0, eval.error)
+        XCTAssert(eval.output.contains("VQA exact match"), eval.output)
+        XCTAssert(eval.output.contains("caption attribute accuracy"), eval.output)
+        let scores = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [[String: Any]]
+        XCTAssertEqual(scores.count, 2)
+        XCTAssertEqual(scores[0]["chance"] as? Double ?? 0, 0.2, accuracy: 0.2)
+        let image = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/images/photo.jpg").path
+        let cached = try CLI.run(["generate", checkpoint, "--image", image, "--prompt", "What color is the circle?", "--max-tokens", "12"])
+        XCTAssertEqual(cached.status, 0, cached.error)
+        XCTAssert(cached.error.contains("key/value cache"), cached.error)
+        let uncached = try CLI.run(["generate", checkpoint, "--image", image, "--prompt", "What color is the circle?", "--max-tokens", "12", "--no-cache"])
+        XCTAssertEqual(uncached.output, cached.output, "the same answer with and without the cache")
+        let plot = try CLI.run(["plot", root.appendingPathComponent("run").path])
+        XCTAssertEqual(plot.status, 0, plot.error)
+        let svg = try String(contentsOf: root.appendingPathComponent("run/metrics.svg"), encoding: .utf8)
+        XCTAssert(svg.hasPrefix("<svg") && svg.contains("held-out loss") && svg.contains("polyline"))
+    }
+}
