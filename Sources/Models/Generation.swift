@@ -27,7 +27,7 @@ public final class Generator {
         guard !prompt.isEmpty, prompt.count < maxLength else {
             throw ModelError("generate: the prompt has \(prompt.count) tokens; it must be non-empty and shorter than max_position_embeddings \(maxLength)")
         }
-        var rng = RandomStream(seed: { if case let .sample(_, _, seed) = sampling { return seed }; return 0 }(), stream: 0x6765_6E)
+        let rng = RandomStream(seed: { if case let .sample(_, _, seed) = sampling { return seed }; return 0 }(), stream: 0x6765_6E)
         var generated: [Int32] = []
         arena.reset()
         let prefill = try model.forward(Batch(batchSize: 1, sequenceLength: prompt.count, tokens: prompt,
@@ -36,7 +36,7 @@ public final class Generator {
         let cache = cached ? KVCache(model.decoder, prefill: prefill.decoder, length: prompt.count, capacity: maxLength) : nil
         let stepArena = Arena()
         while generated.count < maxTokens, prompt.count + generated.count < maxLength {
-            let next = choose(logits, sampling, &rng, index: generated.count)
+            let next = choose(logits, sampling, rng, index: generated.count)
             generated.append(next)
             if stop.contains(next) { break }
             stepArena.reset()
@@ -52,7 +52,8 @@ public final class Generator {
         return generated
     }
 
-    private func choose(_ logits: Tensor, _ sampling: Sampling, _ rng: inout RandomStream, index: Int) -> Int32 {
+    /// The next token from `logits` (V); a sampled choice uses element `index` of `rng`.
+    private func choose(_ logits: Tensor, _ sampling: Sampling, _ rng: RandomStream, index: Int) -> Int32 {
         switch sampling {
         case .greedy:
             var best = 0

@@ -55,13 +55,16 @@ public enum Evaluation {
     /// Mean next-token loss over the first `records` records, in order.
     static func heldOutLoss(model: XComposer, dataset: Dataset, records: Int, sequenceLength: Int, batchSize: Int) throws -> Double {
         let loader = try Loader(sources: [dataset], weights: [1], globalBatch: batchSize, sequenceLength: sequenceLength, seed: 0, shuffle: false)
+        return try meanLoss(model: model, loader: loader, batches: max(1, records / batchSize))
+    }
+
+    /// Mean next-token loss (over counted targets) of the next `batches` batches of `loader`, no dropout.
+    static func meanLoss(model: XComposer, loader: Loader, batches: Int) throws -> Double {
         let arena = Arena()
         var sum = 0.0, counted = 0
-        for _ in 0 ..< max(1, records / batchSize) {
+        for _ in 0 ..< batches {
             arena.reset()
-            let b = try loader.next()
-            let a = try model.forward(Batch(batchSize: b.batchSize, sequenceLength: b.sequenceLength, tokens: b.tokens, labels: b.labels,
-                                            attentionMask: b.attentionMask, images: b.images), arena: arena)
+            let a = try model.forward(Trainer.modelBatch(try loader.next()), arena: arena)
             sum += Double(a.loss) * Double(a.counted)
             counted += a.counted
         }

@@ -222,15 +222,7 @@ public final class Trainer {
         let r = recipe.recipe
         let loader = try Loader(sources: evalSources, weights: (r.data.eval ?? []).map { $0.weight ?? 1 },
                                 globalBatch: r.data.batchSize / r.gradientAccumulation, sequenceLength: r.data.sequenceLength, seed: r.seed, shuffle: false)
-        let evalArena = Arena()
-        var sum = 0.0, counted = 0
-        for _ in 0 ..< batches {
-            evalArena.reset()
-            let activations = try model.forward(Trainer.modelBatch(try loader.next()), arena: evalArena)
-            sum += Double(activations.loss) * Double(activations.counted)
-            counted += activations.counted
-        }
-        return counted > 0 ? sum / Double(counted) : 0
+        return try Evaluation.meanLoss(model: model, loader: loader, batches: batches)
     }
 }
 
