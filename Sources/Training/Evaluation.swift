@@ -16,6 +16,8 @@ public enum Evaluation {
         public let chance: Double?
         public let examples: Int
         public let loss: Double
+        /// The first few generated answers beside their references.
+        public let samples: [String]
     }
 
     public static func run(model: XComposer, datasets: [(name: String, dataset: Dataset)], limit: Int, sequenceLength: Int, batchSize: Int = 8) throws -> [Score] {
@@ -26,10 +28,10 @@ public enum Evaluation {
             let loss = try heldOutLoss(model: model, dataset: dataset, records: n, sequenceLength: sequenceLength, batchSize: batchSize)
             let first = try dataset.record(0)
             guard first.kind != .text else {
-                scores.append(Score(dataset: name, metric: "loss only", value: .nan, chance: nil, examples: n, loss: loss))
+                scores.append(Score(dataset: name, metric: "loss only", value: .nan, chance: nil, examples: n, loss: loss, samples: []))
                 continue
             }
-            var total = 0.0, chance = 0.0
+            var total = 0.0, chance = 0.0, samples: [String] = []
             for i in 0 ..< n {
                 let record = try dataset.record(i)
                 guard let (prompt, images, reference) = split(record, queries: dataset.index.imageQueries, side: dataset.index.imageSide) else { continue }
@@ -37,6 +39,7 @@ public enum Evaluation {
                                                     stop: [SpecialToken.eos.rawValue, SpecialToken.endOfBot.rawValue])
                 let said = dataset.tokenizer.decode(answer.filter { $0 != SpecialToken.eos.rawValue && $0 != SpecialToken.endOfBot.rawValue })
                 let truth = dataset.tokenizer.decode(reference)
+                if samples.count < 3 { samples.append("generated \"\(said)\" for \"\(truth)\"") }
                 if record.kind == .caption {
                     let (right, chanceRight, count) = captionAttributes(said: said, truth: truth)
                     total += right / count
@@ -47,7 +50,7 @@ public enum Evaluation {
                 }
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy" : "VQA exact match"
-            scores.append(Score(dataset: name, metric: metric, value: total / Double(n), chance: chance / Double(n), examples: n, loss: loss))
+            scores.append(Score(dataset: name, metric: metric, value: total / Double(n), chance: chance / Double(n), examples: n, loss: loss, samples: samples))
         }
         return scores
     }

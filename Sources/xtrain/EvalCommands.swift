@@ -46,6 +46,7 @@ struct Eval: ParsableCommand {
             let value = s.value.isNaN ? "-" : String(format: "%.1f%%", 100 * s.value)
             let chance = s.chance.map { String(format: "%.1f%%", 100 * $0) } ?? "-"
             print("\(s.dataset): \(s.metric) \(value) (chance \(chance)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
+            for sample in s.samples { print("  " + sample.replacingOccurrences(of: "\n", with: "\\n")) }
         }
         if let json {
             let encoder = JSONEncoder()
