@@ -121,14 +121,8 @@ public final class Trainer {
         state.rng = rng.state
     }
 
-    /// Positions whose next-token target counts: labels[t + 1] != -100 within each sequence.
-    static func countedTargets(_ b: LoadedBatch) -> Int {
-        var n = 0
-        for row in 0 ..< b.batchSize {
-            for t in 1 ..< b.sequenceLength where b.labels[row * b.sequenceLength + t] != ignoreIndex { n += 1 }
-        }
-        return n
-    }
+    /// Positions whose next-token target counts (the loss averages over them).
+    static func targetCount(_ b: Batch) -> Int { b.targets.filter { $0 != ignoreIndex }.count }
 
     static func modelBatch(_ b: LoadedBatch) -> Batch {
         Batch(batchSize: b.batchSize, sequenceLength: b.sequenceLength, tokens: b.tokens, labels: b.labels, attentionMask: b.attentionMask, images: b.images)
@@ -159,27 +153,10 @@ public final class Trainer {
         while state.step < r.steps {
             let stepStart = Date()
             let rates = Dictionary(uniqueKeysWithValues: parts.map { ($0, schedule.rate(step: state.step, peak: r.peakLearningRates[$0]!)) })
-            model.parameters.zeroGrads()
             let micro = try (0 ..< r.gradientAccumulation).map { _ in try prefetcher.next() }
-            let total = micro.reduce(0) { $0 + Trainer.countedTargets($1) }
-            var lossSum = 0.0
-            for b in micro {
-                arena.reset()
-                let batch = Trainer.modelBatch(b)
-                let dropout = (model.lora?.dropout ?? 0) > 0 ? rng.nextStream() : nil
-                let activations = try model.forward(batch, arena: arena, dropout: dropout)
-                lossSum += Double(activations.loss) * Double(activations.counted)
-                if total > 0 { model.backward(activations, tokens: batch.tokens, arena: arena, lossScale: Float(activations.counted) / Float(total)) }
-            }
-            let loss = total > 0 ? Float(lossSum / Double(total)) : 0
-            let norm = gradientNorm(model.parameters)
-            guard loss.isFinite, norm.isFinite else {
-                let last = Checkpoint.list(runDirectory).last.map { "the last good checkpoint is \($0.path)" } ?? "no checkpoint was written"
-                let bad = loss.isFinite ? norm : Double(loss)
-                throw TrainingError("step \(state.step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(bad.isNaN ? "nan" : "\(bad)"); stopping before the update (\(last))")
-            }
-            if let clip = r.optimizer.gradClip, norm > clip { scaleGradients(model.parameters, by: Float(clip / (norm + 1e-6))) }
-            optimizer.update(model.parameters, rates: rates)
+            let batches = micro.map(Trainer.modelBatch)
+            let (loss, norm) = try step(batches, rates: rates)
+            let targets = batches.reduce(0) { $0 + Trainer.targetCount($1) }
             state.step += 1
             state.loader = micro.last!.state
             state.rng = rng.state
@@ -188,7 +165,7 @@ public final class Trainer {
             times.append(seconds)
             let tokens = micro.reduce(0) { $0 + Int($1.attentionMask.reduce(0, +)) }
             progress.record(step: state.step, loss: loss, rates: rates, tokens: tokens, samples: r.data.batchSize, seconds: seconds)
-            try metrics.append(["step": state.step, "loss": Double(loss), "grad_norm": norm, "tokens": total,
+            try metrics.append(["step": state.step, "loss": Double(loss), "grad_norm": norm, "targets": targets,
                                 "lr": Dictionary(uniqueKeysWithValues: rates.map { ($0.key.rawValue, $0.value) }),
                                 "tokens_per_s": Double(tokens) / seconds, "samples_per_s": Double(r.data.batchSize) / seconds,
                                 "elapsed_s": Date().timeIntervalSince(start)])
@@ -215,6 +192,32 @@ public final class Trainer {
         }
         progress.finish()
         return Summary(losses: losses, stepSeconds: times, evalLosses: evals, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// One optimizer step over `micro` (the step's micro-batches): forward and backward of each, each
+    /// weighted by its share of the step's targets, then clipping and the AdamW update. Returns the mean
+    /// loss and the gradient norm before clipping; a non-finite one stops before the update.
+    public func step(_ micro: [Batch], rates: [ModelPart: Double]) throws -> (loss: Float, norm: Double) {
+        model.parameters.zeroGrads()
+        let total = micro.reduce(0) { $0 + Trainer.targetCount($1) }
+        var lossSum = 0.0
+        for batch in micro {
+            arena.reset()
+            let dropout = (model.lora?.dropout ?? 0) > 0 ? rng.nextStream() : nil
+            let activations = try model.forward(batch, arena: arena, dropout: dropout)
+            lossSum += Double(activations.loss) * Double(activations.counted)
+            if total > 0 { model.backward(activations, tokens: batch.tokens, arena: arena, lossScale: Float(activations.counted) / Float(total)) }
+        }
+        let loss = total > 0 ? Float(lossSum / Double(total)) : 0
+        let norm = gradientNorm(model.parameters)
+        guard loss.isFinite, norm.isFinite else {
+            let last = Checkpoint.list(runDirectory).last.map { "the last good checkpoint is \($0.path)" } ?? "no checkpoint was written"
+            let bad = loss.isFinite ? norm : Double(loss)
+            throw TrainingError("step \(state.step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(bad.isNaN ? "nan" : "\(bad)"); stopping before the update (\(last))")
+        }
+        if let clip = recipe.recipe.optimizer.gradClip, norm > clip { scaleGradients(model.parameters, by: Float(clip / (norm + 1e-6))) }
+        optimizer.update(model.parameters, rates: rates)
+        return (loss, norm)
     }
 
     /// Mean next-token loss over the first `batches` batches of the eval data (always the same batches).
