@@ -10,7 +10,8 @@ struct XTrain: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure xtrain's speed against baselines run side by side in the same process.",
-        subcommands: [BenchKernels.self, BenchData.self]
+        abstract: "Measure xtrain's speed: training steps (xtrain bench RECIPE), kernels against BLAS, the data path.",
+        subcommands: [BenchStep.self, BenchKernels.self, BenchData.self],
+        defaultSubcommand: BenchStep.self
     )
 }
