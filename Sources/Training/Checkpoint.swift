@@ -145,6 +145,14 @@ public enum Checkpoint {
                       trainable: Set(parts.compactMap(ModelPart.init(rawValue:))), parameterHash: hash, lora: lora, base: base, file: file)
     }
 
+    /// The model a checkpoint holds (its adapters too), nothing trainable, its base chain restored.
+    public static func model(_ url: URL) throws -> (header: Header, model: XComposer) {
+        let header = try Checkpoint.header(url)
+        let model = XComposer(config: header.config, trainable: [], lora: header.lora)
+        try restore(header, into: model)
+        return (header, model)
+    }
+
     /// Restores the weights a checkpoint records into `model`: its base first (recursively, hash
     /// verified), then its own tensors; the moments too when `optimizer` is given. A checkpoint without
     /// adapters (e.g. stage A's) leaves the model's adapters untouched and returns false; one with

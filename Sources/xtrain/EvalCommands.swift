@@ -5,14 +5,6 @@ import Models
 import Tensors
 import Training
 
-/// The model a checkpoint holds, its base chain restored.
-func restoredModel(_ path: String) throws -> XComposer {
-    let header = try Checkpoint.header(URL(fileURLWithPath: path))
-    let model = XComposer(config: header.config, trainable: [], lora: header.lora)
-    try Checkpoint.restore(header, into: model)
-    return model
-}
-
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Held-out loss and task metrics (VQA exact match, caption attributes, image selection) of a checkpoint, beside chance.",
@@ -36,7 +28,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         guard !data.isEmpty else { throw ValidationError("give at least one --data directory") }
-        let model = try restoredModel(checkpoint)
+        let model = try Checkpoint.model(URL(fileURLWithPath: checkpoint)).model
         let datasets = try data.map { (name: $0, dataset: try Dataset(URL(fileURLWithPath: $0))) }
         for d in datasets {
             try d.dataset.checkCompatible(vocabSize: model.config.textConfig.vocabSize, imageQueries: model.config.numQueryTokens, imageTokenIndex: model.config.imageTokenIndex!)
@@ -91,7 +83,7 @@ struct Generate: ParsableCommand {
     var noCache = false
 
     func run() throws {
-        let model = try restoredModel(checkpoint)
+        let model = try Checkpoint.model(URL(fileURLWithPath: checkpoint)).model
         let side = model.config.visionConfig.imageSize
         let images = try image.map { ImageProcessing.clipResizeAndCrop(try ImageProcessing.load(URL(fileURLWithPath: $0)), side: side) }
         var builder = RecordBuilder(kind: .conversation, tokenizer: ByteTokenizer(), queries: model.config.numQueryTokens)

@@ -32,9 +32,7 @@ struct Export: ParsableCommand {
 
     func run() throws {
         guard ["huggingface", "hdf5"].contains(format) else { throw ValidationError("--format must be huggingface or hdf5, got '\(format)'") }
-        let header = try Checkpoint.header(URL(fileURLWithPath: checkpoint))
-        let model = XComposer(config: header.config, trainable: [], lora: header.lora)
-        try Checkpoint.restore(header, into: model)
+        let (header, model) = try Checkpoint.model(URL(fileURLWithPath: checkpoint))
         let directory = URL(fileURLWithPath: out)
         if adapter {
             guard header.lora != nil else { throw ValidationError("\(checkpoint): the checkpoint has no LoRA adapters; export it without --adapter") }

@@ -19,12 +19,7 @@ final class LoRACLITests: XCTestCase {
 
     private var loraRecipe: String { root.appendingPathComponent("lora.json").path }
 
-    private func restored(_ path: URL) throws -> XComposer {
-        let header = try Checkpoint.header(path)
-        let model = XComposer(config: header.config, trainable: [], lora: header.lora)
-        try Checkpoint.restore(header, into: model)
-        return model
-    }
+    private func restored(_ path: URL) throws -> XComposer { try Checkpoint.model(path).model }
 
     private func bits(_ model: XComposer) -> [UInt32] {
         UnsafeBufferPointer(start: model.parameters.values.base, count: model.parameters.values.count).map(\.bitPattern)

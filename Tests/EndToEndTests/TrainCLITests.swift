@@ -24,9 +24,7 @@ final class TrainCLITests: XCTestCase {
     }
 
     private func parameters(_ checkpoint: URL) throws -> [UInt32] {
-        let header = try Checkpoint.header(checkpoint)
-        let model = XComposer(config: header.config, trainable: [], lora: header.lora)
-        try Checkpoint.restore(header, into: model)
+        let model = try Checkpoint.model(checkpoint).model
         return UnsafeBufferPointer(start: model.parameters.values.base, count: model.parameters.values.count).map(\.bitPattern)
     }
 
