@@ -196,26 +196,31 @@ public final class Dataset {
         let starts = frameStarts[shard]
         var lo = 0, hi = starts.count - 1
         while hi - lo > 1 { let mid = (lo + hi) / 2; if starts[mid] <= local { lo = mid } else { hi = mid } }
-        let file = directory.appendingPathComponent(index.shards[shard].file).path
         if cache[shard]?.frame != lo {
-            let block = try reader(shard).block(lo)
-            var offsets: [Range<Int>] = [], offset = 0
-            while offset + 4 <= block.count {
-                let length = block.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self))) }
-                guard offset + 4 + length <= block.count else { throw DataError("\(file): frame \(lo) record \(offsets.count): length \(length) overruns the block") }
-                offsets.append((offset + 4) ..< (offset + 4 + length))
-                offset += 4 + length
-            }
-            guard offset == block.count, offsets.count == index.shards[shard].frameRecords[lo] else {
-                throw DataError("\(file): frame \(lo) holds \(offsets.count) records, the index says \(index.shards[shard].frameRecords[lo])")
-            }
-            cache[shard] = (lo, block, offsets)
+            let (block, records) = try frame(shard, lo)
+            cache[shard] = (lo, block, records)
         }
-        let (_, block, offsets) = cache[shard]!
-        let n = local - starts[lo]
-        return try block.withUnsafeBytes { raw in
-            try Record.decode(UnsafeRawBufferPointer(rebasing: raw[offsets[n]]), tokenWidth: index.tokenWidth, imageSide: index.imageSide,
-                              where: "\(file) frame \(lo) record \(n)")
+        let (_, block, records) = cache[shard]!
+        return try decode(block, records[local - starts[lo]], shard: shard, frame: lo, record: local - starts[lo])
+    }
+
+    /// Frame `frame` of shard `shard`, decompressed, with its records' byte ranges; its record count
+    /// checked against the index.
+    private func frame(_ shard: Int, _ frame: Int) throws -> (block: [UInt8], records: [Range<Int>]) {
+        let r = try reader(shard)
+        let block = try r.block(frame)
+        let records = try r.recordRanges(block, frame: frame)
+        let expected = index.shards[shard].frameRecords[frame]
+        guard records.count == expected else {
+            throw DataError("\(r.url.path): frame \(frame) holds \(records.count) records, the index says \(expected)")
+        }
+        return (block, records)
+    }
+
+    private func decode(_ block: [UInt8], _ range: Range<Int>, shard: Int, frame: Int, record: Int) throws -> Record {
+        try block.withUnsafeBytes { raw in
+            try Record.decode(UnsafeRawBufferPointer(rebasing: raw[range]), tokenWidth: index.tokenWidth, imageSide: index.imageSide,
+                              where: "\(directory.appendingPathComponent(index.shards[shard].file).path) frame \(frame) record \(record)")
         }
     }
 
@@ -238,20 +243,18 @@ public final class Dataset {
             guard hash == shard.xxh64 else {
                 throw DataError("\(r.url.path): content hash \(hash) differs from the index's \(shard.xxh64) (shard \(i) is corrupt)")
             }
-            for frame in 0 ..< r.frameCount {
-                let records = try r.records(frame, tokenWidth: index.tokenWidth, imageSide: index.imageSide)
-                guard records.count == shard.frameRecords[frame] else {
-                    throw DataError("\(r.url.path): frame \(frame) holds \(records.count) records, the index says \(shard.frameRecords[frame])")
-                }
-                for (n, record) in records.enumerated() {
+            for f in 0 ..< r.frameCount {
+                let (block, ranges) = try frame(i, f)
+                for (n, range) in ranges.enumerated() {
+                    let record = try decode(block, range, shard: i, frame: f, record: n)
                     if let bad = record.tokens.firstIndex(where: { $0 < 0 || Int($0) >= index.tokenizer.vocabSize }) {
-                        throw DataError("\(r.url.path): frame \(frame) record \(n): token \(record.tokens[bad]) outside the vocabulary of \(index.tokenizer.vocabSize)")
+                        throw DataError("\(r.url.path): frame \(f) record \(n): token \(record.tokens[bad]) outside the vocabulary of \(index.tokenizer.vocabSize)")
                     }
                     for p in record.imagePositions where p + index.imageQueries > record.tokens.count {
-                        throw DataError("\(r.url.path): frame \(frame) record \(n): image placeholders at \(p) run past the \(record.tokens.count) tokens")
+                        throw DataError("\(r.url.path): frame \(f) record \(n): image placeholders at \(p) run past the \(record.tokens.count) tokens")
                     }
                 }
-                done += records.count
+                done += ranges.count
                 progress(done)
             }
         }

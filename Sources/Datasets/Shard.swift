@@ -148,21 +148,20 @@ final class ShardReader {
         return out
     }
 
-    /// The records of frame `index`.
-    func records(_ index: Int, tokenWidth: Int, imageSide: Int) throws -> [Record] {
-        let bytes = try block(index)
-        return try bytes.withUnsafeBytes { raw in
-            var records: [Record] = [], offset = 0
+    /// The byte ranges of the length-prefixed records in `block`, the decompressed frame `index`.
+    func recordRanges(_ block: [UInt8], frame index: Int) throws -> [Range<Int>] {
+        try block.withUnsafeBytes { raw in
+            var ranges: [Range<Int>] = [], offset = 0
             while offset < raw.count {
                 guard offset + 4 <= raw.count else { throw DataError("\(url.path): frame \(index): truncated record length") }
                 let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-                guard offset + 4 + length <= raw.count else { throw DataError("\(url.path): frame \(index) record \(records.count): length \(length) overruns the block") }
-                let n = records.count
-                records.append(try Record.decode(UnsafeRawBufferPointer(rebasing: raw[(offset + 4) ..< (offset + 4 + length)]), tokenWidth: tokenWidth,
-                                                 imageSide: imageSide, where: "\(self.url.path) frame \(index) record \(n)"))
+                guard offset + 4 + length <= raw.count else {
+                    throw DataError("\(url.path): frame \(index) record \(ranges.count): length \(length) overruns the block")
+                }
+                ranges.append((offset + 4) ..< (offset + 4 + length))
                 offset += 4 + length
             }
-            return records
+            return ranges
         }
     }
 
