@@ -34,6 +34,10 @@ let package = Package(
         // HDF5 checkpoints (Debian's serial HDF5) behind an error-returning C shim.
         .target(name: "CH5IO", dependencies: ["CHDF5"]),
 
+        // Open MPI for data-parallel runs, loaded with dlopen only under mpirun (no MPI needed to build or
+        // to run on one process).
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
+
         // Float32 tensors and hand-written forward/backward kernels.
         .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
 
@@ -44,7 +48,7 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["Tensors", "CZstd", "CImageCodecs"], swiftSettings: cpuFlags),
 
         // Recipes, AdamW, schedules, checkpoints, the training loop, metrics.
-        .target(name: "Training", dependencies: ["Tensors", "Models", "Datasets", "CH5IO"], swiftSettings: cpuFlags),
+        .target(name: "Training", dependencies: ["Tensors", "Models", "Datasets", "CH5IO", "CMPI"], swiftSettings: cpuFlags),
 
         // The command-line tool.
         .executableTarget(

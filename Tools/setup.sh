@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages xtrain builds against, if any is missing. Needs root or sudo for apt-get.
 set -euo pipefail
-packages=(pkg-config libopenblas-dev libzstd-dev libhdf5-dev zstd libpng-dev libjpeg-dev)
+packages=(pkg-config libopenblas-dev libzstd-dev libhdf5-dev zstd libpng-dev libjpeg-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,6 +28,8 @@ public struct LoadedBatch {
     public let images: Tensor?
     /// Which (source, record) each sequence is: for tests and inspection.
     public let samples: [(source: Int, record: Int)]
+    /// The position of the first sequence in the global batch (this rank's offset).
+    public let firstSample: Int
     /// Tokens that count for the loss (before the shift).
     public let labelledTokens: Int
     /// The loader's state after this batch: save it with a checkpoint taken after this step.
@@ -113,15 +115,16 @@ public final class Loader {
             state.consumed[s] += 1
         }
         state.samples += globalBatch
-        let mine = Array(picks[(rank * globalBatch / ranks) ..< ((rank + 1) * globalBatch / ranks)])
+        let first = rank * globalBatch / ranks
+        let mine = Array(picks[first ..< ((rank + 1) * globalBatch / ranks)])
         let records = try mine.map { try sources[$0.source].record($0.record) }
-        return assemble(records, samples: mine)
+        return assemble(records, samples: mine, firstSample: first)
     }
 
     /// Cuts each record to the recipe's length T (an image whose placeholders do not fit is dropped with
     /// the rest of its sequence) and pads the batch to its longest sequence, rounded up to a multiple of 8
     /// and at most T: no compute is spent on a padding column that no sequence needs.
-    func assemble(_ records: [Record], samples: [(source: Int, record: Int)]) -> LoadedBatch {
+    func assemble(_ records: [Record], samples: [(source: Int, record: Int)], firstSample: Int) -> LoadedBatch {
         let queries = sources[0].index.imageQueries, side = sources[0].index.imageSide
         var lengths: [Int] = [], images: [RGBImage] = []
         for r in records {
@@ -145,7 +148,7 @@ public final class Loader {
             }
         }
         return LoadedBatch(batchSize: b, sequenceLength: t, tokens: tokens, labels: labels, attentionMask: mask,
-                           images: images.isEmpty ? nil : Loader.normalize(images, side: side), samples: samples,
+                           images: images.isEmpty ? nil : Loader.normalize(images, side: side), samples: samples, firstSample: firstSample,
                            labelledTokens: labelled, state: state)
     }
 

@@ -37,18 +37,18 @@ public struct LoRAAdapter {
     public var rank: Int { a.value.shape[0] }
 
     func forward(_ out: Tensor, _ inp: Tensor, _ s: LoRAActivations) {
-        if let stream = s.stream, dropout > 0 { dropoutForward(out: s.h, inp: inp.reshaped(s.h.shape), p: dropout, stream: stream) }
+        if let mask = s.mask, dropout > 0 { dropoutForward(out: s.h, inp: inp.reshaped(s.h.shape), p: dropout, mask: mask) }
         loraForward(out: out, u: s.u, h: s.h, a: a.value, b: b.value, scale: scale)
     }
 
     func backward(dinp: Tensor?, dout: Tensor, _ s: LoRAActivations, _ scratch: LoRAScratch) {
         let n = dout.rows
         let du = scratch.du.slice(0 ..< n * rank).reshaped([n, rank])
-        if let stream = s.stream, dropout > 0 {
+        if let mask = s.mask, dropout > 0 {
             let dh = scratch.dh.slice(0 ..< s.h.count).reshaped(s.h.shape)
             dh.zero()
             loraBackward(dh: dinp == nil ? nil : dh, da: a.grad, db: b.grad, du: du, dout: dout, u: s.u, h: s.h, a: a.value, b: b.value, scale: scale)
-            if let dinp { dropoutBackward(dinp: dinp.reshaped(dh.shape), dout: dh, p: dropout, stream: stream) }
+            if let dinp { dropoutBackward(dinp: dinp.reshaped(dh.shape), dout: dh, p: dropout, mask: mask) }
         } else {
             loraBackward(dh: dinp, da: a.grad, db: b.grad, du: du, dout: dout, u: s.u, h: s.h, a: a.value, b: b.value, scale: scale)
         }
@@ -69,18 +69,18 @@ public func mergeLoRA(into weight: Tensor, a: Tensor, b: Tensor, scale: Float) {
 public struct LoRAActivations {
     let h: Tensor                 // (N, in)
     let u: Tensor                 // (N, r)
-    /// The dropout mask's stream; nil when not training (no dropout).
-    let stream: RandomStream?
+    /// The dropout mask; nil when not training (no dropout).
+    let mask: DropoutMask?
 
-    init(_ arena: Arena, input: Tensor, rank: Int, dropout: Float, stream: RandomStream?) {
+    init(_ arena: Arena, input: Tensor, rank: Int, dropout: Float, mask: DropoutMask?) {
         let n = input.rows
         u = arena.tensor([n, rank], zeroed: false)
-        if dropout > 0, let stream {
+        if dropout > 0, let mask {
             h = arena.tensor(input.shape, zeroed: false)
-            self.stream = stream
+            self.mask = mask
         } else {
             h = input
-            self.stream = nil
+            self.mask = nil
         }
     }
 }

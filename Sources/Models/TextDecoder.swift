@@ -83,8 +83,9 @@ public final class TextDecoder {
         let logits: Tensor              // (B, T, V)
         let losses: Tensor              // (B*T) per-position cross-entropy
 
-        /// `dropout` is the step's stream for LoRA dropout (nil: no dropout, as in evaluation).
-        init(_ arena: Arena, batch b: Int, length t: Int, _ m: TextDecoder, dropout: RandomStream? = nil) {
+        /// `dropout` is the step's stream for LoRA dropout (nil: no dropout, as in evaluation); the batch's
+        /// first sequence is global sample `firstSample` of the step (see `DropoutMask`).
+        init(_ arena: Arena, batch b: Int, length t: Int, _ m: TextDecoder, dropout: RandomStream? = nil, firstSample: Int = 0) {
             let c = m.config
             let (d, i, h, v) = (c.hiddenSize, c.intermediateSize, c.numAttentionHeads, c.vocabSize)
             embeddings = arena.tensor([b, t, d], zeroed: false)
@@ -96,7 +97,8 @@ public final class TextDecoder {
                 let adapters = zip(layer.linears, inputs).enumerated().map { k, pair in
                     pair.0.lora.map { lora in
                         LoRAActivations(arena, input: pair.1.reshaped([b * t, pair.1.columns]), rank: lora.rank, dropout: lora.dropout,
-                                        stream: dropout.map { RandomStream(seed: $0.seed, stream: $0.stream << 16 | UInt64(l) << 3 | UInt64(k)) })
+                                        mask: dropout.map { DropoutMask(RandomStream(seed: $0.seed, stream: $0.stream << 16 | UInt64(l) << 3 | UInt64(k)),
+                                                                           length: t, firstSample: firstSample) })
                     }
                 }
                 return LayerActivations(inputNorm: inputNorm, postAttentionNorm: postAttentionNorm,

@@ -15,14 +15,18 @@ public struct Batch {
     public var attentionMask: [Float]
     /// (n, 3, S, S) preprocessed images, or nil for a text-only batch.
     public var images: Tensor?
+    /// Which sample of the step's global batch the first sequence is (its rank's offset): LoRA dropout
+    /// masks follow the global sample, so a run split over ranks draws the same masks.
+    public var firstSample: Int
 
-    public init(batchSize: Int, sequenceLength: Int, tokens: [Int32], labels: [Int32], attentionMask: [Float]? = nil, images: Tensor? = nil) {
+    public init(batchSize: Int, sequenceLength: Int, tokens: [Int32], labels: [Int32], attentionMask: [Float]? = nil, images: Tensor? = nil, firstSample: Int = 0) {
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
         self.tokens = tokens
         self.labels = labels
         self.attentionMask = attentionMask ?? [Float](repeating: 1, count: tokens.count)
         self.images = images
+        self.firstSample = firstSample
     }
 
     public var imageCount: Int { images?.shape[0] ?? 0 }
@@ -130,7 +134,7 @@ public final class XComposer {
     public func forward(_ batch: Batch, arena: Arena, dropout: RandomStream? = nil) throws -> Activations {
         let positions = try imagePositions(batch)
         let n = batch.imageCount, width = config.textConfig.hiddenSize
-        let d = TextDecoder.Activations(arena, batch: batch.batchSize, length: batch.sequenceLength, decoder, dropout: dropout)
+        let d = TextDecoder.Activations(arena, batch: batch.batchSize, length: batch.sequenceLength, decoder, dropout: dropout, firstSample: batch.firstSample)
         batch.attentionMask.withUnsafeBufferPointer { d.keyMask.data.update(from: $0.baseAddress!, count: $0.count) }
         decoder.embed(d, tokens: batch.tokens)
         var v: VisionTransformer.Activations?, s: PerceiveSampler.Activations?

@@ -78,31 +78,51 @@ public func swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tenso
     }
 }
 
-/// Inverted dropout: out = inp * keep / (1 - p), keep[i] = (uniform_i >= p) drawn from `stream`, so
+/// Where a dropout mask comes from. The rows of the masked (rows, columns) tensor are the positions of
+/// consecutive sequences `length` rows long, the first of them global sample `firstSample`; element
+/// (sample, position, column) draws Philox block (sample << 40 | position << 24 | column / 4) of `stream`.
+/// A sequence's mask therefore does not depend on how its batch was padded or split over ranks.
+public struct DropoutMask: Sendable, Equatable {
+    public let stream: RandomStream
+    public let length: Int
+    public let firstSample: Int
+
+    public init(_ stream: RandomStream, length: Int = 1, firstSample: Int = 0) {
+        precondition(length > 0 && length <= 1 << 16, "DropoutMask: sequence length \(length) outside 1...65536")
+        self.stream = stream
+        self.length = length
+        self.firstSample = firstSample
+    }
+}
+
+/// Inverted dropout: out = inp * keep / (1 - p), keep = (uniform >= p) drawn as `mask` says, so
 /// backward regenerates the same mask instead of storing it. p = 0 copies.
-public func dropoutForward(out: Tensor, inp: Tensor, p: Float, stream: RandomStream) {
+public func dropoutForward(out: Tensor, inp: Tensor, p: Float, mask: DropoutMask) {
     out.expectSameShape(inp, "dropoutForward out vs inp")
-    applyDropoutMask(out: out, inp: inp, p: p, stream: stream, accumulate: false)
+    applyDropoutMask(out: out, inp: inp, p: p, mask: mask, accumulate: false)
 }
 
-/// dinp += dout * keep / (1 - p) with the mask of the forward pass's `stream`.
-public func dropoutBackward(dinp: Tensor, dout: Tensor, p: Float, stream: RandomStream) {
+/// dinp += dout * keep / (1 - p) with the forward pass's `mask`.
+public func dropoutBackward(dinp: Tensor, dout: Tensor, p: Float, mask: DropoutMask) {
     dinp.expectSameShape(dout, "dropoutBackward dinp vs dout")
-    applyDropoutMask(out: dinp, inp: dout, p: p, stream: stream, accumulate: true)
+    applyDropoutMask(out: dinp, inp: dout, p: p, mask: mask, accumulate: true)
 }
 
-private func applyDropoutMask(out: Tensor, inp: Tensor, p: Float, stream: RandomStream, accumulate: Bool) {
+private func applyDropoutMask(out: Tensor, inp: Tensor, p: Float, mask: DropoutMask, accumulate: Bool) {
     precondition(p >= 0 && p < 1, "dropout: probability \(p) is outside [0, 1)")
-    let scale = 1 / (1 - p)
-    // Chunks start on multiples of 4, so each Philox block is drawn once.
-    let blocks = (inp.count + 3) / 4
-    Parallel.chunks(blocks, grain: elementwiseGrain / 4) { range in
-        for block in range {
-            let words = Philox.block(key: stream.seed, stream: stream.stream, index: UInt64(block))
-            for j in 0 ..< min(4, inp.count - 4 * block) {
-                let i = 4 * block + j
-                let kept = p == 0 || Philox.unitFloat(words[j]) >= p ? inp.data[i] * scale : 0
-                out.data[i] = accumulate ? out.data[i] + kept : kept
+    let scale = 1 / (1 - p), (rows, columns) = (inp.rows, inp.columns)
+    precondition(columns < 1 << 26, "dropout: \(columns) columns exceed the mask's counter layout")
+    Parallel.chunks(rows, grain: max(1, elementwiseGrain / max(1, columns))) { range in
+        for row in range {
+            let sample = UInt64(mask.firstSample + row / mask.length), position = UInt64(row % mask.length)
+            let x = inp.data + row * columns, y = out.data + row * columns
+            for block in 0 ..< (columns + 3) / 4 {
+                let words = Philox.block(key: mask.stream.seed, stream: mask.stream.stream, index: sample << 40 | position << 24 | UInt64(block))
+                for j in 0 ..< min(4, columns - 4 * block) {
+                    let c = 4 * block + j
+                    let kept = p == 0 || Philox.unitFloat(words[j]) >= p ? x[c] * scale : 0
+                    y[c] = accumulate ? y[c] + kept : kept
+                }
             }
         }
     }

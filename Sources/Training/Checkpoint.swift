@@ -219,11 +219,14 @@ func syncToDisk(_ url: URL) throws {
 }
 
 /// A fault-injection point for the crash tests: with XTRAIN_FAULT=<name>[:<n>] the process kills itself
-/// (SIGKILL) the n-th time (default 1st) it passes point <name>. Unset, it costs one dictionary lookup.
+/// (SIGKILL) the n-th time (default 1st) it passes point <name>; with XTRAIN_FAULT_RANK=<r> only MPI
+/// rank r does. Unset, it costs one dictionary lookup.
 func faultPoint(_ name: String) {
-    guard let spec = ProcessInfo.processInfo.environment["XTRAIN_FAULT"] else { return }
+    let environment = ProcessInfo.processInfo.environment
+    guard let spec = environment["XTRAIN_FAULT"] else { return }
     let parts = spec.split(separator: ":")
     guard parts.first.map(String.init) == name else { return }
+    if let rank = environment["XTRAIN_FAULT_RANK"], rank != environment["OMPI_COMM_WORLD_RANK"] ?? "0" { return }
     FaultCounter.hits += 1
     if FaultCounter.hits >= (parts.count > 1 ? Int(parts[1]) ?? 1 : 1) { kill(getpid(), SIGKILL) }
 }

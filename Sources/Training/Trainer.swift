@@ -26,12 +26,16 @@ public final class Trainer {
     /// the trained tensors.
     var base: BaseReference?
     let log: (String) -> Void
+    /// The data-parallel ranks: each computes gradients on its slice of every global batch, the
+    /// gradients are summed, and every rank applies the same update. Rank 0 alone writes.
+    public let world: Communicator
     private let arena = Arena()
 
     /// Sets up the model, data and optimizer, from scratch or from a checkpoint; nothing runs yet.
-    public init(recipe loaded: LoadedRecipe, resume: Resume, log: @escaping (String) -> Void = { print($0) }) throws {
+    public init(recipe loaded: LoadedRecipe, resume: Resume, world: Communicator = .single, log: @escaping (String) -> Void = { print($0) }) throws {
         let r = loaded.recipe
         recipe = loaded
+        self.world = world
         self.log = log
         runDirectory = loaded.resolve(r.checkpoint.dir)
         let config = try Trainer.modelConfig(loaded)
@@ -72,8 +76,12 @@ public final class Trainer {
         guard r.data.sequenceLength <= config.textConfig.maxPositionEmbeddings else {
             throw TrainingError("\(loaded.url.path): data.sequence_length \(r.data.sequenceLength) exceeds the model's max_position_embeddings \(config.textConfig.maxPositionEmbeddings)")
         }
-        loader = try Loader(sources: train, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: r.data.batchSize / r.gradientAccumulation,
-                            sequenceLength: r.data.sequenceLength, seed: r.seed, state: header?.state.loader)
+        let microBatch = r.data.batchSize / r.gradientAccumulation
+        guard microBatch % world.size == 0 else {
+            throw TrainingError("\(loaded.url.path): data.batch_size / gradient_accumulation = \(microBatch) sequences per micro-batch do not split over \(world.size) ranks")
+        }
+        loader = try Loader(sources: train, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: microBatch, sequenceLength: r.data.sequenceLength,
+                            seed: r.seed, rank: world.rank, ranks: world.size, state: header?.state.loader)
         state = header?.state ?? TrainingState(step: 0, rng: rng.state, loader: loader.state)
         if let header {
             try Checkpoint.restore(header, into: model, optimizer: optimizer)
@@ -83,6 +91,7 @@ public final class Trainer {
         } else {
             try initialize()
         }
+        try world.expectAgreement(weightsHash(), "the starting weights")
     }
 
     static func modelConfig(_ loaded: LoadedRecipe) throws -> ModelConfig {
@@ -125,7 +134,8 @@ public final class Trainer {
     static func targetCount(_ b: Batch) -> Int { b.targets.filter { $0 != ignoreIndex }.count }
 
     static func modelBatch(_ b: LoadedBatch) -> Batch {
-        Batch(batchSize: b.batchSize, sequenceLength: b.sequenceLength, tokens: b.tokens, labels: b.labels, attentionMask: b.attentionMask, images: b.images)
+        Batch(batchSize: b.batchSize, sequenceLength: b.sequenceLength, tokens: b.tokens, labels: b.labels, attentionMask: b.attentionMask,
+              images: b.images, firstSample: b.firstSample)
     }
 
     /// What a finished run reports.
@@ -138,13 +148,17 @@ public final class Trainer {
     }
 
     /// Trains from the current step to the recipe's last, checkpointing and evaluating as it says.
+    /// Only rank 0 writes checkpoints and metrics, prints progress and evaluates.
     @discardableResult
     public func run(quiet: Bool = false) throws -> Summary {
         let r = recipe.recipe
-        try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-        Checkpoint.removeStaleTemporaries(runDirectory)
-        let metrics = try MetricsLog(runDirectory.appendingPathComponent("metrics.jsonl"), keepingThrough: state.step)
-        let progress = ProgressLine(total: r.steps, every: r.logEvery ?? 10, quiet: quiet)
+        let leader = world.isLeader
+        if leader {
+            try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+            Checkpoint.removeStaleTemporaries(runDirectory)
+        }
+        let metrics = leader ? try MetricsLog(runDirectory.appendingPathComponent("metrics.jsonl"), keepingThrough: state.step) : nil
+        let progress = ProgressLine(total: r.steps, every: r.logEvery ?? 10, quiet: quiet || !leader)
         let prefetcher = Prefetcher(loader, depth: 2 * r.gradientAccumulation)
         defer { prefetcher.stop() }
         var losses: [Float] = [], evals: [(Int, Double)] = [], times: [Double] = []
@@ -154,22 +168,22 @@ public final class Trainer {
             let stepStart = Date()
             let rates = Dictionary(uniqueKeysWithValues: parts.map { ($0, schedule.rate(step: state.step, peak: r.peakLearningRates[$0]!)) })
             let micro = try (0 ..< r.gradientAccumulation).map { _ in try prefetcher.next() }
-            let batches = micro.map(Trainer.modelBatch)
-            let (loss, norm) = try step(batches, rates: rates)
-            let targets = batches.reduce(0) { $0 + Trainer.targetCount($1) }
+            let result = try step(micro.map(Trainer.modelBatch), rates: rates)
+            faultPoint("step")
             state.step += 1
             state.loader = micro.last!.state
             state.rng = rng.state
-            losses.append(loss)
+            losses.append(result.loss)
             let seconds = Date().timeIntervalSince(stepStart)
             times.append(seconds)
-            let tokens = micro.reduce(0) { $0 + Int($1.attentionMask.reduce(0, +)) }
-            progress.record(step: state.step, loss: loss, rates: rates, tokens: tokens, samples: r.data.batchSize, seconds: seconds)
-            try metrics.append(["step": state.step, "loss": Double(loss), "grad_norm": norm, "targets": targets,
-                                "lr": Dictionary(uniqueKeysWithValues: rates.map { ($0.key.rawValue, $0.value) }),
-                                "tokens_per_s": Double(tokens) / seconds, "samples_per_s": Double(r.data.batchSize) / seconds,
-                                "elapsed_s": Date().timeIntervalSince(start)])
-            if let e = r.eval, state.step % e.every == 0 || state.step == r.steps {
+            progress.record(step: state.step, loss: result.loss, rates: rates, tokens: result.tokens, samples: r.data.batchSize, seconds: seconds)
+            var line: [String: Any] = ["step": state.step, "loss": Double(result.loss), "grad_norm": result.norm, "targets": result.targets,
+                                       "lr": Dictionary(uniqueKeysWithValues: rates.map { ($0.key.rawValue, $0.value) }),
+                                       "tokens_per_s": Double(result.tokens) / seconds, "samples_per_s": Double(r.data.batchSize) / seconds,
+                                       "elapsed_s": Date().timeIntervalSince(start)]
+            if world.size > 1 { line["ranks"] = world.size; line["rank_wait_s"] = result.waitSeconds; line["communication_s"] = result.communicationSeconds }
+            try metrics?.append(line)
+            if leader, let e = r.eval, state.step % e.every == 0 || state.step == r.steps {
                 let evalLoss = try evaluate(batches: e.batches)
                 evals.append((state.step, evalLoss))
                 var line: [String: Any] = ["step": state.step, "eval_loss": evalLoss]
@@ -182,24 +196,43 @@ public final class Trainer {
                     report += scores.map { String(format: "; %@ %@ %.1f%% (chance %.1f%%)", $0.dataset, $0.metric, 100 * $0.value, 100 * ($0.chance ?? 0)) }.joined()
                 }
                 progress.message(report)
-                try metrics.append(line)
+                try metrics?.append(line)
             }
             if state.step % r.checkpoint.every == 0 || state.step == r.steps {
-                let url = try Checkpoint.save(directory: runDirectory, model: model, optimizer: optimizer, state: state, recipe: recipe.json,
-                                              keep: r.checkpoint.keep ?? 3, base: base)
-                progress.message("step \(state.step): checkpoint \(url.path)")
+                try world.expectAgreement(weightsHash(), "the weights after step \(state.step)")
+                if leader {
+                    let url = try Checkpoint.save(directory: runDirectory, model: model, optimizer: optimizer, state: state, recipe: recipe.json,
+                                                  keep: r.checkpoint.keep ?? 3, base: base)
+                    progress.message("step \(state.step): checkpoint \(url.path)")
+                }
             }
         }
         progress.finish()
         return Summary(losses: losses, stepSeconds: times, evalLosses: evals, seconds: Date().timeIntervalSince(start))
     }
 
-    /// One optimizer step over `micro` (the step's micro-batches): forward and backward of each, each
-    /// weighted by its share of the step's targets, then clipping and the AdamW update. Returns the mean
-    /// loss and the gradient norm before clipping; a non-finite one stops before the update.
-    public func step(_ micro: [Batch], rates: [ModelPart: Double]) throws -> (loss: Float, norm: Double) {
+    /// What one optimizer step did, over all ranks.
+    public struct StepResult {
+        /// Mean loss over the step's target tokens, and the gradient norm before clipping.
+        public let loss: Float
+        public let norm: Double
+        /// Target tokens and real (unpadded) tokens in the step's global batch.
+        public let targets: Int
+        public let tokens: Int
+        /// Time spent waiting for the slowest rank, and summing the gradients over ranks (0 on one rank).
+        public let waitSeconds: Double
+        public let communicationSeconds: Double
+    }
+
+    /// One optimizer step over `micro` (this rank's share of the step's micro-batches): forward and
+    /// backward of each, each weighted by its share of the targets of the whole step on all ranks, the
+    /// gradients summed over ranks, then clipping and the AdamW update. A non-finite loss or gradient norm
+    /// stops before the update (on every rank alike: both are global).
+    public func step(_ micro: [Batch], rates: [ModelPart: Double]) throws -> StepResult {
         model.parameters.zeroGrads()
-        let total = micro.reduce(0) { $0 + Trainer.targetCount($1) }
+        let local = [micro.reduce(0) { $0 + Trainer.targetCount($1) }, micro.reduce(0) { $0 + Int($1.attentionMask.reduce(0, +)) }]
+        let counts = try world.sum(local.map(Double.init)).map { Int($0) }
+        let total = counts[0]
         var lossSum = 0.0
         for batch in micro {
             arena.reset()
@@ -208,6 +241,10 @@ public final class Trainer {
             lossSum += Double(activations.loss) * Double(activations.counted)
             if total > 0 { model.backward(activations, tokens: batch.tokens, arena: arena, lossScale: Float(activations.counted) / Float(total)) }
         }
+        lossSum = try world.sum([lossSum])[0]
+        // The small reductions above also wait for the slowest rank; the gradient sum alone is transfer.
+        let waiting = world.takeCommunicationSeconds()
+        try world.sum(model.parameters.grads.base, count: model.parameters.grads.count)
         let loss = total > 0 ? Float(lossSum / Double(total)) : 0
         let norm = gradientNorm(model.parameters)
         guard loss.isFinite, norm.isFinite else {
@@ -217,7 +254,14 @@ public final class Trainer {
         }
         if let clip = recipe.recipe.optimizer.gradClip, norm > clip { scaleGradients(model.parameters, by: Float(clip / (norm + 1e-6))) }
         optimizer.update(model.parameters, rates: rates)
-        return (loss, norm)
+        return StepResult(loss: loss, norm: norm, targets: total, tokens: counts[1], waitSeconds: waiting, communicationSeconds: world.takeCommunicationSeconds())
+    }
+
+    /// XXH64 of every parameter (adapters included): equal on all ranks of a healthy run.
+    func weightsHash() -> UInt64 {
+        var hasher = XXHash64()
+        hasher.update(UnsafeRawBufferPointer(start: model.parameters.values.base, count: model.parameters.values.count * 4))
+        return hasher.finalize()
     }
 
     /// Mean next-token loss over the first `batches` batches of the eval data (always the same batches).

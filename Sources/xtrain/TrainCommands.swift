@@ -15,28 +15,46 @@ struct TrainOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: ArgumentHelp("Override a recipe field, e.g. --set steps=50 --set optimizer.lr.sampler=1e-4 (repeatable).", valueName: "key.path=value"))
     var overrides: [String] = []
 
-    @Option(help: "Threads for the kernels (default: XTRAIN_THREADS or all cores).")
+    @Option(help: "Threads for the kernels (default: XTRAIN_THREADS, else the cores divided among the ranks on this machine).")
     var threads: Int?
 
+    /// Runs the recipe; under mpirun, as one rank of a data-parallel job. A rank that fails logs its
+    /// error and ends the whole job, so no other rank waits for it.
     func train() throws {
+        let world = try Communicator.fromEnvironment()
         if let threads {
             guard threads > 0 else { throw ValidationError("--threads must be positive") }
             Tensors.Parallel.setThreads(threads)
+        } else if world.size > 1, ProcessInfo.processInfo.environment["XTRAIN_THREADS"] == nil {
+            Tensors.Parallel.setThreads(max(1, ProcessInfo.processInfo.activeProcessorCount / Communicator.localRanks))
         }
+        guard world.size > 1 else { return try train(world) }
+        do {
+            try train(world)
+            world.finish()
+        } catch {
+            FileHandle.standardError.write("xtrain rank \(world.rank) of \(world.size): error: \(error)\n".data(using: .utf8)!)
+            world.abort(1)
+        }
+    }
+
+    private func train(_ world: Communicator) throws {
         let loaded = try LoadedRecipe.load(URL(fileURLWithPath: recipe), overrides: overrides)
         let from: Resume = switch resume {
         case nil: .no
         case "latest": .latest
         case let path?: .from(URL(fileURLWithPath: path))
         }
-        let trainer = try Trainer(recipe: loaded, resume: from)
+        let say: (String) -> Void = { if world.isLeader { print($0) } }
+        let trainer = try Trainer(recipe: loaded, resume: from, world: world, log: say)
         let r = loaded.recipe
-        print("\(loaded.url.path): \(r.description ?? "")")
-        print("model \(r.model): training \(trainer.model.trainable.map(\.rawValue).sorted().joined(separator: ", ")); \(r.steps) steps of \(r.data.batchSize) x \(r.data.sequenceLength) tokens; run directory \(trainer.runDirectory.path)")
+        say("\(loaded.url.path): \(r.description ?? "")")
+        say("model \(r.model): training \(trainer.model.trainable.map(\.rawValue).sorted().joined(separator: ", ")); \(r.steps) steps of \(r.data.batchSize) x \(r.data.sequenceLength) tokens"
+            + (world.size > 1 ? " over \(world.size) ranks x \(Tensors.Parallel.threads) threads" : "") + "; run directory \(trainer.runDirectory.path)")
         let summary = try trainer.run()
         let last = summary.losses.last.map { String(format: "%.4f", $0) } ?? "-"
         let eval = summary.evalLosses.map { "step \($0.step) \(String(format: "%.4f", $0.loss))" }.joined(separator: ", ")
-        print("done in \(String(format: "%.1f", summary.seconds)) s: final training loss \(last)\(eval.isEmpty ? "" : "; held-out loss: \(eval)")")
+        say("done in \(String(format: "%.1f", summary.seconds)) s: final training loss \(last)\(eval.isEmpty ? "" : "; held-out loss: \(eval)")")
     }
 }
 

@@ -34,6 +34,30 @@ enum CLI {
     }
 }
 
+extension CLI {
+    /// Runs `mpirun -np ranks xtrain arguments...` on this machine (as root too), stopping it after
+    /// `timeout` seconds: a job that hangs fails the test instead of the suite.
+    static func mpirun(ranks: Int, _ arguments: [String], environment: [String: String] = [:], timeout: Double = 300) throws -> (result: Result, timedOut: Bool) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["mpirun", "--oversubscribe", "-np", "\(ranks)", binary.path] + arguments
+        process.environment = ProcessInfo.processInfo.environment
+            .merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "XTRAIN_THREADS": "1"]) { $1 }
+            .merging(environment) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var timedOut = false
+        let watchdog = DispatchWorkItem { timedOut = true; process.terminate() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        let outData = out.fileHandleForReading.readDataToEndOfFile(), errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        watchdog.cancel()
+        return (Result(status: process.terminationStatus, output: String(decoding: outData, as: UTF8.self), error: String(decoding: errData, as: UTF8.self)), timedOut)
+    }
+}
+
 /// A micro model and dataset, small enough for debug builds: 28-pixel images (5 vision tokens), 4 queries.
 enum Micro {
     static let config = """

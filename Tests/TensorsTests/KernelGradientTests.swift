@@ -123,13 +123,27 @@ final class KernelGradientTests: XCTestCase {
         XCTAssertEqual(Double(result.loss), (expected0 + expected1) / 2, accuracy: 1e-6)
     }
 
+    /// A sequence's mask is the same whatever batch it is in: split over ranks or padded longer.
+    func testDropoutMaskFollowsTheGlobalSample() {
+        let x = randomTensor([2 * 4, 9], seed: 19), stream = RandomStream(seed: 6, stream: 1)
+        let whole = Tensor(zeros: [8, 9]), second = Tensor(zeros: [4, 9]), padded = Tensor(zeros: [6, 9])
+        dropoutForward(out: whole, inp: x, p: 0.5, mask: DropoutMask(stream, length: 4))
+        dropoutForward(out: second, inp: x.slice(4 ..< 8), p: 0.5, mask: DropoutMask(stream, length: 4, firstSample: 1))
+        XCTAssertEqual(Array(whole.array[36...]), second.array, "sample 1 alone, as the second of two ranks sees it")
+        let longer = Tensor(zeros: [6, 9])
+        longer.data.update(from: x.data + 36, count: 36)
+        dropoutForward(out: padded, inp: longer, p: 0.5, mask: DropoutMask(stream, length: 6, firstSample: 1))
+        XCTAssertEqual(Array(padded.array[..<36]), second.array, "sample 1 padded to 6 positions")
+        XCTAssertNotEqual(Array(whole.array[..<36]), second.array, "samples draw different masks")
+    }
+
     func testDropout() {
         let x = Differentiable("inp", randomTensor([7, 9], seed: 18))
         let out = Tensor(zeros: [7, 9]), dout = Tensor(zeros: [7, 9])
         let stream = RandomStream(seed: 5, stream: 3)
         checkGradients([x], output: out, dout: dout,
-                       forward: { dropoutForward(out: out, inp: x.value, p: 0.3, stream: stream) },
-                       backward: { dropoutBackward(dinp: x.grad, dout: dout, p: 0.3, stream: stream) })
+                       forward: { dropoutForward(out: out, inp: x.value, p: 0.3, mask: DropoutMask(stream)) },
+                       backward: { dropoutBackward(dinp: x.grad, dout: dout, p: 0.3, mask: DropoutMask(stream)) })
         let dropped = (0 ..< out.count).filter { out.data[$0] == 0 }.count
         XCTAssert(dropped > 5 && dropped < 35, "dropped \(dropped) of 63 at p = 0.3")
         for i in 0 ..< out.count where out.data[i] != 0 {
