@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// The EVA-CLIP vision encoder (Hugging Face `Blip2VisionModel`): a Conv2d patch embedding, a class token
@@ -41,6 +42,26 @@ public final class VisionTransformer {
         }
         postLayerNorm = b.norm(prefix + "post_layernorm", d, bias: true)
         eps = Float(config.layerNormEps)
+    }
+
+    /// Sets the position embeddings to MAE's fixed 2-D sine-cosine table: the class token's row is 0;
+    /// patch (row y, column x) gets [sin(x w_i), cos(x w_i), sin(y w_i), cos(y w_i)] with
+    /// w_i = 10000^(-i / (D/4)), i < D/4. A random ViT initialised so encodes where each patch is.
+    func fillSinCosPositions() {
+        let d = config.hiddenSize, side = config.imageSize / config.patchSize, quarter = d / 4
+        precondition(d % 4 == 0, "sin-cos positions need a hidden size divisible by 4, got \(d)")
+        let table = positionEmbedding.value.data
+        table.update(repeating: 0, count: d)
+        for patch in 0 ..< side * side {
+            let row = table + (1 + patch) * d
+            for (axis, coordinate) in [patch % side, patch / side].enumerated() {
+                for i in 0 ..< quarter {
+                    let angle = Double(coordinate) * pow(10000, -Double(i) / Double(quarter))
+                    row[axis * 2 * quarter + i] = Float(sin(angle))
+                    row[axis * 2 * quarter + quarter + i] = Float(cos(angle))
+                }
+            }
+        }
     }
 
     /// What forward keeps for backward, for n images of T tokens, width D, F hidden, H heads.

@@ -80,6 +80,9 @@ public final class XComposer {
         }
     }
 
+    /// Gives the ViT MAE's fixed 2-D sine-cosine position embeddings (a random-init option).
+    public func useSinCosVisionPositions() { vision.fillSinCosPositions() }
+
     /// The same model with every adapter folded into its weight (W + scale B A) and no adapters: what
     /// Hugging Face loads. Without adapters, a plain copy.
     public func merged() -> XComposer {

@@ -18,6 +18,8 @@ public enum Evaluation {
         public let loss: Double
         /// The first few generated answers beside their references.
         public let samples: [String]
+        /// Accuracy by caption attribute (count, size, color, shape, position) or by question kind.
+        public let breakdown: [String: Double]
     }
 
     public static func run(model: XComposer, datasets: [(name: String, dataset: Dataset)], limit: Int, sequenceLength: Int, batchSize: Int = 8) throws -> [Score] {
@@ -28,10 +30,11 @@ public enum Evaluation {
             let loss = try heldOutLoss(model: model, dataset: dataset, records: n, sequenceLength: sequenceLength, batchSize: batchSize)
             let first = try dataset.record(0)
             guard first.kind != .text else {
-                scores.append(Score(dataset: name, metric: "loss only", value: .nan, chance: nil, examples: n, loss: loss, samples: []))
+                scores.append(Score(dataset: name, metric: "loss only", value: .nan, chance: nil, examples: n, loss: loss, samples: [], breakdown: [:]))
                 continue
             }
             var total = 0.0, chance = 0.0, samples: [String] = []
+            var partRight: [String: Double] = [:], partScored: [String: Double] = [:]
             for i in 0 ..< n {
                 let record = try dataset.record(i)
                 guard let (prompt, images, reference) = split(record, queries: dataset.index.imageQueries, side: dataset.index.imageSide) else { continue }
@@ -41,16 +44,23 @@ public enum Evaluation {
                 let truth = dataset.tokenizer.decode(reference)
                 if samples.count < 3 { samples.append("generated \"\(said)\" for \"\(truth)\"") }
                 if record.kind == .caption {
-                    let (right, chanceRight, count) = captionAttributes(said: said, truth: truth)
-                    total += right / count
-                    chance += chanceRight / count
+                    let score = captionAttributes(said: said, truth: truth)
+                    total += score.right.values.reduce(0, +) / score.scored.values.reduce(0, +)
+                    chance += score.chance
+                    partRight.merge(score.right, uniquingKeysWith: +)
+                    partScored.merge(score.scored, uniquingKeysWith: +)
                 } else {
-                    total += said.trimmingCharacters(in: .whitespaces) == truth.trimmingCharacters(in: .whitespaces) ? 1 : 0
-                    chance += answerChance(question: dataset.tokenizer.decode(prompt))
+                    let right = said.trimmingCharacters(in: .whitespaces) == truth.trimmingCharacters(in: .whitespaces) ? 1.0 : 0
+                    let question = questionKind(dataset.tokenizer.decode(prompt))
+                    total += right
+                    chance += question?.chance ?? 0
+                    partRight[question?.kind ?? "other", default: 0] += right
+                    partScored[question?.kind ?? "other", default: 0] += 1
                 }
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy" : "VQA exact match"
-            scores.append(Score(dataset: name, metric: metric, value: total / Double(n), chance: chance / Double(n), examples: n, loss: loss, samples: samples))
+            scores.append(Score(dataset: name, metric: metric, value: total / Double(n), chance: chance / Double(n), examples: n, loss: loss, samples: samples,
+                                breakdown: partRight.reduce(into: [:]) { $0[$1.key] = $1.value / partScored[$1.key]! }))
         }
         return scores
     }
@@ -95,27 +105,27 @@ public enum Evaluation {
         }
     }
 
-    /// Attribute words right (the object count, and size, colour, shape, position of each object in
-    /// order), what uniform guessing gets right on average, and how many were scored.
-    static func captionAttributes(said: String, truth: String) -> (Double, Double, Double) {
+    static let attributes = ["size", "color", "shape", "position"]
+
+    /// Attribute words right and scored, by attribute (the object count, and the size, colour, shape and
+    /// position of each object in order), and the fraction uniform guessing gets right on average.
+    static func captionAttributes(said: String, truth: String) -> (right: [String: Double], scored: [String: Double], chance: Double) {
         let expected = objects(truth), got = objects(said)
-        var right = got.count == expected.count ? 1.0 : 0.0
-        for (i, object) in expected.enumerated() where i < got.count {
-            right += Double(zip(object, got[i]).filter { $0 == $1 }.count)
+        var right = ["count": got.count == expected.count ? 1.0 : 0.0], scored = ["count": 1.0]
+        for (a, attribute) in attributes.enumerated() {
+            scored[attribute] = Double(expected.count)
+            right[attribute] = Double(expected.indices.filter { $0 < got.count && got[$0][a] == expected[$0][a] }.count)
         }
-        let chance = 1.0 / 3 + Double(expected.count) * (1.0 / 2 + 1.0 / 4 + 1.0 / 3 + 1.0 / 4)
-        return (right, chance, 1 + 4 * Double(expected.count))
+        let chance = (1.0 / 3 + Double(expected.count) * (1.0 / 2 + 1.0 / 4 + 1.0 / 3 + 1.0 / 4)) / (1 + 4 * Double(expected.count))
+        return (right, scored, chance)
     }
 
-    /// The chance of guessing the answer to a shapes-world question uniformly among its possible answers.
-    static func answerChance(question: String) -> Double {
+    /// The kind of a shapes-world question and the chance of guessing its answer uniformly among the
+    /// possible ones; nil for anything else.
+    static func questionKind(_ question: String) -> (kind: String, chance: Double)? {
         let q = question.components(separatedBy: "<|User|>: ").last ?? question
-        if q.hasPrefix("What color") { return 1.0 / 4 }
-        if q.hasPrefix("How many") { return 1.0 / 3 }
-        if q.hasPrefix("Is there") { return 1.0 / 2 }
-        if q.hasPrefix("Where is") { return 1.0 / 4 }
-        if q.hasPrefix("What is at") { return 1.0 / 13 }
-        if q.hasPrefix("Which image") { return 1.0 / 2 }
-        return 0
+        let kinds: [(String, Double)] = [("What color", 1.0 / 4), ("How many", 1.0 / 3), ("Is there", 1.0 / 2), ("Where is", 1.0 / 4),
+                                         ("What is at", 1.0 / 13), ("Which image", 1.0 / 2)]
+        return kinds.first { q.hasPrefix($0.0) }.map { (kind: $0.0, chance: $0.1) }
     }
 }

@@ -11,6 +11,9 @@ public struct Recipe: Codable, Sendable {
         public var path: String?
         /// Standard deviation of the normal init of matrices and embeddings (random init).
         public var std: Double?
+        /// The random ViT's position embeddings: "learned" (normal, like every matrix) or "sincos" (MAE's
+        /// fixed 2-D sine-cosine table, so that a frozen random ViT still says where each patch is).
+        public var visionPositions: String?
     }
 
     public struct Source: Codable, Sendable {
@@ -88,7 +91,7 @@ public struct Recipe: Codable, Sendable {
     static let schema: [String: Any] = [
         "description": true, "model": true, "steps": true, "freeze": true, "log_every": true, "seed": true,
         "lora": ["rank": true, "alpha": true, "dropout": true, "targets": true],
-        "init": ["from": true, "path": true, "std": true],
+        "init": ["from": true, "path": true, "std": true, "vision_positions": true],
         "data": ["train": [["path": true, "weight": true]], "eval": [["path": true, "weight": true]],
                  "sequence_length": true, "batch_size": true, "gradient_accumulation": true],
         "optimizer": ["lr": ["vision": true, "sampler": true, "decoder": true, "lora": true], "betas": true, "eps": true,
@@ -204,6 +207,10 @@ public struct LoadedRecipe: Sendable {
         try require(["random", "huggingface", "checkpoint"].contains(r.`init`.from), "init.from: '\(r.`init`.from)' is not one of random, huggingface, checkpoint")
         try require(r.`init`.from == "random" || r.`init`.path != nil, "init.path: required when init.from is '\(r.`init`.from)'")
         if let std = r.`init`.std { try require(std > 0, "init.std: must be positive, got \(std)") }
+        if let positions = r.`init`.visionPositions {
+            try require(["learned", "sincos"].contains(positions), "init.vision_positions: '\(positions)' is not one of learned, sincos")
+            try require(r.`init`.from == "random", "init.vision_positions: only applies when init.from is 'random'")
+        }
         try require(!r.data.train.isEmpty, "data.train: at least one dataset is needed")
         for (name, sources) in [("train", r.data.train), ("eval", r.data.eval ?? [])] {
             for (i, s) in sources.enumerated() {

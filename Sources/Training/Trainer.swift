@@ -110,6 +110,7 @@ public final class Trainer {
         switch r.`init`.from {
         case "random":
             initializeRandomly(model.parameters, rng: &rng, std: Float(r.`init`.std ?? 0.02))
+            if r.`init`.visionPositions == "sincos" { model.useSinCosVisionPositions() }
         case "huggingface":
             let directory = recipe.resolve(r.`init`.path!)
             try model.loadWeights(directory: directory)

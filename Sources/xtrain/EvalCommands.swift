@@ -38,6 +38,10 @@ struct Eval: ParsableCommand {
             let value = s.value.isNaN ? "-" : String(format: "%.1f%%", 100 * s.value)
             let chance = s.chance.map { String(format: "%.1f%%", 100 * $0) } ?? "-"
             print("\(s.dataset): \(s.metric) \(value) (chance \(chance)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
+            if !s.breakdown.isEmpty {
+                print("  by " + (s.metric.hasPrefix("caption") ? "attribute" : "question") + ": "
+                      + s.breakdown.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value) }.joined(separator: ", "))
+            }
             for sample in s.samples { print("  " + sample.replacingOccurrences(of: "\n", with: "\\n")) }
         }
         if let json {

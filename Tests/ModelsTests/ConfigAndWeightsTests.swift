@@ -87,6 +87,23 @@ final class ConfigAndWeightsTests: XCTestCase {
         XCTAssertEqual(Double(big.parameters[.decoder]!) / 1e9, 7.32, accuracy: 0.01)
     }
 
+    /// MAE's table: the class row is zero, patch (y, x) holds sin/cos of x then of y at 10000^(-i/(D/4)).
+    func testSinCosVisionPositions() throws {
+        let model = XComposer(config: try ModelConfig.load(recipes.appendingPathComponent("tiny.json")), trainable: [])
+        model.useSinCosVisionPositions()
+        let table = model.parameters.value("vision_model.embeddings.position_embedding")!
+        let d = 192, quarter = 48, side = 16
+        XCTAssertEqual(Array(table.array[..<d]), [Float](repeating: 0, count: d))
+        let (y, x) = (3, 5), row = Array(table.array[(1 + y * side + x) * d ..< (2 + y * side + x) * d])
+        for i in [0, 7, 47] {
+            let w = pow(10000, -Double(i) / Double(quarter))
+            XCTAssertEqual(row[i], Float(sin(Double(x) * w)), accuracy: 1e-6)
+            XCTAssertEqual(row[quarter + i], Float(cos(Double(x) * w)), accuracy: 1e-6)
+            XCTAssertEqual(row[2 * quarter + i], Float(sin(Double(y) * w)), accuracy: 1e-6)
+            XCTAssertEqual(row[3 * quarter + i], Float(cos(Double(y) * w)), accuracy: 1e-6)
+        }
+    }
+
     func testRegistryNamesAreTheHuggingFaceKeys() throws {
         let directory = Fixture.directory("blip2-crossfreq2")
         let config = try ModelConfig.load(directory.appendingPathComponent("config.json"))

@@ -73,6 +73,7 @@ final class RecipeTests: XCTestCase {
         try assertRejected("optimizer.betas: expected two numbers in [0, 1)", overrides: ["optimizer.betas=[0.9]"])
         try assertRejected("--set 'steps': expected key.path=value", overrides: ["steps"])
         try assertRejected("chekpoint: unknown field", overrides: ["chekpoint.every=5"])
+        try assertRejected("init.vision_positions: 'rope' is not one of learned, sincos", overrides: ["init.vision_positions=rope"])
     }
 
     func testOverridesApply() throws {
