@@ -6,7 +6,8 @@ import Foundation
 public final class Communicator {
     public let rank: Int
     public let size: Int
-    private let usesMPI: Bool
+    /// Whether this process joined an MPI job (it must then leave through `finish` or `abort`).
+    public let usesMPI: Bool
     /// Seconds spent in reductions (waiting for the other ranks included) since the last `takeCommunicationSeconds`.
     private var communicationSeconds = 0.0
 

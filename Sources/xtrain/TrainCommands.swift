@@ -28,7 +28,7 @@ struct TrainOptions: ParsableArguments {
         } else if world.size > 1, ProcessInfo.processInfo.environment["XTRAIN_THREADS"] == nil {
             Tensors.Parallel.setThreads(max(1, ProcessInfo.processInfo.activeProcessorCount / Communicator.localRanks))
         }
-        guard world.size > 1 else { return try train(world) }
+        guard world.usesMPI else { return try train(world) }
         do {
             try train(world)
             world.finish()
