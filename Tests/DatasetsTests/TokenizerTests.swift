@@ -46,3 +46,15 @@ final class TokenizerTests: XCTestCase {
     func testSentencePieceUnigramNFKC() throws { try checkSentencePiece("sp-unigram") }
     func testSentencePieceUnigramWithByteFallback() throws { try checkSentencePiece("sp-unigram-bf") }
 }
+
+extension TokenizerTests {
+    func checkHuggingFace(_ name: String) throws {
+        let tokenizer = try HFTokenizer(contentsOf: Self.fixtures.appendingPathComponent(name + ".json"))
+        try check(name, encode: tokenizer.encode, decode: tokenizer.decode)
+    }
+
+    func testHuggingFaceByteLevelBPE() throws { try checkHuggingFace("hf-bytelevel") }
+    func testHuggingFaceLlama3BPE() throws { try checkHuggingFace("hf-llama3") }
+    func testHuggingFaceSentencePieceStyleBPE() throws { try checkHuggingFace("hf-sp-bpe") }
+    func testHuggingFaceMetaspaceBPE() throws { try checkHuggingFace("hf-metaspace") }
+}

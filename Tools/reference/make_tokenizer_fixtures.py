@@ -25,6 +25,7 @@ added tokens. Output is deterministic.
 
 Rerun:  pip install sentencepiece tokenizers && python3 Tools/reference/make_tokenizer_fixtures.py
 """
+import io
 import json
 import os
 import random
@@ -60,13 +61,9 @@ def sentence(rng):
     return rng.choice(WORDS) + " " + "".join(rng.choice(CHINESE) for _ in range(rng.randint(2, 8))) + " " + str(rng.randint(0, 9999))
 
 
-def corpus(path):
+def corpus():
     rng = random.Random(1234)
-    with open(path, "w", encoding="utf-8") as f:
-        for _ in range(6000):
-            f.write(sentence(rng) + "\n")
-    with open(path, encoding="utf-8") as f:
-        return f.read().splitlines()
+    return [sentence(rng) for _ in range(6000)]
 
 
 HELD_OUT = [
@@ -115,6 +112,13 @@ HELD_OUT = [
     "1" * 50,
     "\U0001F600" * 5 + "end",
     "\x7f\x01control chars\x1b[0m",
+    "don''t 'Sup 'LL 'VE o'clock '",
+    "x\u00a0\u00a0y \u2003 z",
+    " \n \n x",
+    "(hello) [world] {1234567} ((nested))",
+    "end with spaces   ",
+    "line\r\n\r\n  indented\n\tcode()",
+    "ℕ number Ⅻ roman ٣ arabic-indic ²³",
 ]
 
 
@@ -135,14 +139,16 @@ def write(name, data):
         f.write("\n")
 
 
-def train_sp(text_path, name, **options):
-    prefix = os.path.join(ROOT, name)
-    spm.SentencePieceTrainer.train(input=text_path, model_prefix=prefix, num_threads=1, minloglevel=2,
+def train_sp(lines, name, **options):
+    """Trains from memory, so the model records no file paths and the output is the same on every run."""
+    path = os.path.join(ROOT, name + ".model")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, num_threads=1, minloglevel=2,
                                    user_defined_symbols=TEMPLATE, **options)
-    os.remove(prefix + ".vocab")
-    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    with open(path, "wb") as f:
+        f.write(model.getvalue())
+    sp = spm.SentencePieceProcessor(model_file=path)
     write(name + ".expected.json", expected(lambda s: sp.encode(s), lambda ids: sp.decode(ids), sp.get_piece_size(), random.Random(name)))
-    return prefix + ".model"
 
 
 def hf_expected(name, tokenizer):
@@ -194,22 +200,23 @@ def sp_style_bpe(lines):
 
 def main():
     os.makedirs(ROOT, exist_ok=True)
+    lines = corpus()
     with tempfile.TemporaryDirectory() as tmp:
-        text_path = os.path.join(tmp, "corpus.txt")
-        lines = corpus(text_path)
-        rules = os.path.join(tmp, "rules.tsv")
+        # The model records the rule file's path: a relative one keeps it the same on every run.
+        os.chdir(tmp)
+        rules = "rules.tsv"
         with open(rules, "w", encoding="utf-8") as f:
             # source code points <TAB> target code points; a few NFKC-like rules.
             for source, target in [("FF21", "41"), ("FF22", "42"), ("FF23", "43"), ("FF11", "31"), ("FF12", "32"), ("FF13", "33"),
                                    ("FB01", "66 69"), ("FB02", "66 6C"), ("2460", "31"), ("3000", "20"), ("9", "20"),
                                    ("65 301", "E9"), ("2122", "54 4D")]:
                 f.write(f"{source}\t{target}\n")
-        train_sp(text_path, "sp-bpe", model_type="bpe", vocab_size=1000, byte_fallback=True, split_digits=True,
+        train_sp(lines, "sp-bpe", model_type="bpe", vocab_size=1000, byte_fallback=True, split_digits=True,
                        normalization_rule_name="identity", add_dummy_prefix=True, remove_extra_whitespaces=False,
                        allow_whitespace_only_pieces=True, character_coverage=0.9995)
-        train_sp(text_path, "sp-bpe-nfkc", model_type="bpe", vocab_size=800, normalization_rule_tsv=rules, character_coverage=0.999)
-        train_sp(text_path, "sp-unigram", model_type="unigram", vocab_size=1000, character_coverage=0.999)
-        train_sp(text_path, "sp-unigram-bf", model_type="unigram", vocab_size=1000, byte_fallback=True,
+        train_sp(lines, "sp-bpe-nfkc", model_type="bpe", vocab_size=800, normalization_rule_tsv=rules, character_coverage=0.999)
+        train_sp(lines, "sp-unigram", model_type="unigram", vocab_size=1000, character_coverage=0.999)
+        train_sp(lines, "sp-unigram-bf", model_type="unigram", vocab_size=1000, byte_fallback=True,
                  normalization_rule_name="identity", character_coverage=0.999)
         byte_level(lines, "hf-bytelevel", pre_tokenizers.ByteLevel(add_prefix_space=False))
         byte_level(lines, "hf-llama3", pre_tokenizers.Sequence([
