@@ -40,11 +40,14 @@ public final class HFTokenizer: Sendable {
     /// The model sees byte-level characters (a ByteLevel pre-tokenizer is last).
     let byteLevel: Bool
     let vocab: [[UInt8]: Int32]
+    /// With ignore_merges: a word's raw bytes -> its token, when the vocabulary has it whole.
+    let wordIDs: [[UInt8]: Int32]
     /// id -> token text (model vocabulary and added tokens); nil for unused ids.
     let tokens: [String?]
     let merges: PairMerges
     /// Single-character tokens by scalar value; byte-level: byte -> id of its character.
     let charIDs: [UInt32: Int32]
+    let asciiIDs: [Int32]
     let byteLevelIDs: [Int32]
     /// byte -> id of `<0xAB>` (byte fallback), else empty.
     let byteIDs: [Int32]
@@ -196,7 +199,10 @@ public final class HFTokenizer: Sendable {
         }
         byteLevelIDs = ByteLevel.characters.map { charIDs[$0.value] ?? -1 }
         self.charIDs = charIDs
+        asciiIDs = (0 ..< 128).map { charIDs[UInt32($0)] ?? -1 }
         self.vocab = vocab
+        wordIDs = !ignoreMerges ? [:] : !byteLevel ? vocab : Dictionary(vocab.compactMap { token, id in
+            ByteLevel.decode(String(decoding: token, as: UTF8.self)).map { ($0, id) } }, uniquingKeysWith: min)
         self.merges = merges
         let size = Int(max(tokens.keys.max() ?? -1, -1)) + 1
         var list = [String?](repeating: nil, count: size)
@@ -211,7 +217,7 @@ public final class HFTokenizer: Sendable {
     }
 
     public func encode(_ text: String) -> [Int32] {
-        var out: [Int32] = []
+        var out: [Int32] = [], scratch = Scratch()
         let bytes = Array(text.utf8)
         bytes.withUnsafeBufferPointer { b in
             for segment in Self.split(b, 0 ..< b.count, by: added, in: rawAdded) {
@@ -223,7 +229,7 @@ public final class HFTokenizer: Sendable {
                         for part in Self.split(n, 0 ..< n.count, by: added, in: normalizedAdded) {
                             switch part {
                             case .token(let id): out.append(id)
-                            case .text(let r): encodeWords(n, r, atStart: range.lowerBound == 0 && r.lowerBound == 0, into: &out)
+                            case .text(let r): encodeWords(n, r, atStart: range.lowerBound == 0 && r.lowerBound == 0, into: &out, scratch: &scratch)
                             }
                         }
                     }
@@ -303,85 +309,101 @@ public final class HFTokenizer: Sendable {
         return out
     }
 
-    /// Pre-tokenizes `b[range]` and appends the BPE ids of each word.
-    private func encodeWords(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, atStart: Bool, into out: inout [Int32]) {
-        var words: [(bytes: [UInt8], atStart: Bool)] = [(Array(b[range]), atStart)]
+    /// Storage reused from word to word within one `encode`.
+    struct Scratch {
+        var symbols: [PairMerges.Symbol] = []
+        var heap = PairHeap()
+        var resplit: [Int32: (Int32, Int32)] = [:]
+    }
+
+    /// Pre-tokenizes `b[range]` and appends the BPE ids of each word. Words are ranges of `buffers`:
+    /// the text, and the text a pre-tokenizer rewrote (prefix space, `▁`).
+    private func encodeWords(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, atStart: Bool, into out: inout [Int32], scratch: inout Scratch) {
+        var buffers = [Array(b[range])]
+        var words: [(buffer: Int, range: Range<Int>, atStart: Bool)] = [(0, 0 ..< range.count, atStart)]
+        func rewritten(_ bytes: [UInt8]) -> Int {
+            buffers.append(bytes)
+            return buffers.count - 1
+        }
         for p in preTokenizers {
-            var next: [(bytes: [UInt8], atStart: Bool)] = []
-            for (word, first) in words {
+            var next: [(buffer: Int, range: Range<Int>, atStart: Bool)] = []
+            for (buffer, r, first) in words {
                 switch p {
                 case .byteLevel(let addPrefixSpace, let regex):
-                    let w = addPrefixSpace && word.first != 0x20 ? [0x20] + word : word
+                    var (k, w) = (buffer, r)
+                    if addPrefixSpace, buffers[buffer][r.lowerBound] != 0x20 {
+                        k = rewritten([0x20] + buffers[buffer][r])
+                        w = 0 ..< r.count + 1
+                    }
                     if regex {
-                        for (k, r) in SplitPattern.gpt2.split(w).enumerated() { next.append((Array(w[r]), first && k == 0)) }
+                        for (n, piece) in SplitPattern.gpt2.split(buffers[k][w]).enumerated() { next.append((k, piece, first && n == 0)) }
                     } else {
-                        next.append((w, first))
+                        next.append((k, w, first))
                     }
                 case .split(let pattern):
-                    for (k, r) in pattern.split(word).enumerated() { next.append((Array(word[r]), first && k == 0)) }
+                    for (n, piece) in pattern.split(buffers[buffer][r]).enumerated() { next.append((buffer, piece, first && n == 0)) }
                 case .metaspace(let replacement, let prepend, let split):
-                    var w = Self.replacing(word, [0x20], replacement)
+                    var w = Self.replacing(Array(buffers[buffer][r]), [0x20], replacement)
                     if prepend == .always || (prepend == .first && first), !w.starts(with: replacement) { w = replacement + w }
+                    let k = rewritten(w)
                     if split {
                         var start = 0
                         for i in 1 ..< max(w.count, 1) where w[i...].starts(with: replacement) {
-                            next.append((Array(w[start ..< i]), first && start == 0))
+                            next.append((k, start ..< i, first && start == 0))
                             start = i
                         }
-                        next.append((Array(w[start...]), first && start == 0))
+                        next.append((k, start ..< w.count, first && start == 0))
                     } else {
-                        next.append((w, first))
+                        next.append((k, 0 ..< w.count, first))
                     }
                 }
             }
-            words = next.filter { !$0.bytes.isEmpty }
+            words = next.filter { !$0.range.isEmpty }
         }
-        for (word, _) in words { bpe(word, into: &out) }
+        for (buffer, r, _) in words {
+            buffers[buffer].withUnsafeBufferPointer { bpe(UnsafeBufferPointer(rebasing: $0[r]), into: &out, scratch: &scratch) }
+        }
     }
 
     /// BPE of one word: its characters (byte-level characters, or bytes of a character missing from the
     /// vocabulary with byte fallback, or `<unk>`) merged by rank.
-    private func bpe(_ word: [UInt8], into out: inout [Int32]) {
-        if ignoreMerges, let id = vocab[byteLevel ? ByteLevel.encode(word) : word] {
+    private func bpe(_ b: UnsafeBufferPointer<UInt8>, into out: inout [Int32], scratch: inout Scratch) {
+        if ignoreMerges, let id = wordIDs[Array(b)] {
             out.append(id)
             return
         }
-        var symbols: [PairMerges.Symbol] = []
-        symbols.reserveCapacity(word.count)
+        scratch.symbols.removeAll(keepingCapacity: true)
         func add(_ id: Int32, _ start: Int) {
-            let n = Int32(symbols.count)
-            symbols.append(.init(id: id, start: Int32(start), prev: n - 1, next: n + 1, frozen: false))
+            let n = Int32(scratch.symbols.count)
+            scratch.symbols.append(.init(id: id, start: Int32(start), prev: n - 1, next: n + 1, frozen: false))
         }
-        word.withUnsafeBufferPointer { b in
-            var i = 0, previousUnknown = false
-            while i < b.count {
-                if byteLevel {
-                    if byteLevelIDs[Int(b[i])] >= 0 { add(byteLevelIDs[Int(b[i])], i) }
-                    i += 1
-                    continue
-                }
-                let (c, n) = Self.scalar(b, i)
-                defer { i += n }
-                if let id = charIDs[c.value] {
-                    add(id, i)
-                    previousUnknown = false
-                } else if !byteIDs.isEmpty, b[i ..< i + n].allSatisfy({ byteIDs[Int($0)] >= 0 }) {
-                    for k in i ..< i + n { add(byteIDs[Int(b[k])], k) }
-                    previousUnknown = false
-                } else if let unk = unkID {
-                    if !(fuseUnknown && previousUnknown) { add(unk, i) }
-                    previousUnknown = true
-                }
+        var i = 0, previousUnknown = false
+        while i < b.count {
+            if byteLevel {
+                if byteLevelIDs[Int(b[i])] >= 0 { add(byteLevelIDs[Int(b[i])], i) }
+                i += 1
+                continue
+            }
+            let (c, n) = Self.scalar(b, i)
+            defer { i += n }
+            if let id = c.value < 128 ? asciiIDs[Int(c.value)] : charIDs[c.value], id >= 0 {
+                add(id, i)
+                previousUnknown = false
+            } else if !byteIDs.isEmpty, b[i ..< i + n].allSatisfy({ byteIDs[Int($0)] >= 0 }) {
+                for k in i ..< i + n { add(byteIDs[Int(b[k])], k) }
+                previousUnknown = false
+            } else if let unk = unkID {
+                if !(fuseUnknown && previousUnknown) { add(unk, i) }
+                previousUnknown = true
             }
         }
-        guard !symbols.isEmpty else { return }
-        symbols[symbols.count - 1].next = -1
-        var unusedResplit: [Int32: (Int32, Int32)] = [:]
-        merges.apply(&symbols, resplit: &unusedResplit)
+        guard !scratch.symbols.isEmpty else { return }
+        scratch.symbols[scratch.symbols.count - 1].next = -1
+        merges.apply(&scratch.symbols, heap: &scratch.heap, resplit: &scratch.resplit)
         var s: Int32 = 0
         while s >= 0 {
-            out.append(symbols[Int(s)].id)
-            s = symbols[Int(s)].next
+            out.append(scratch.symbols[Int(s)].id)
+            s = scratch.symbols[Int(s)].next
         }
     }
 
@@ -441,13 +463,6 @@ enum ByteLevel {
 
     static let bytes: [UInt32: UInt8] = Dictionary(uniqueKeysWithValues: characters.enumerated().map { ($1.value, UInt8($0)) })
 
-    /// The UTF-8 of the byte-level string of `raw`.
-    static func encode(_ raw: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        for b in raw { out += Array(String(characters[Int(b)]).utf8) }
-        return out
-    }
-
     /// The bytes a byte-level token stands for, or nil when it has another character.
     static func decode(_ token: String) -> [UInt8]? {
         var out: [UInt8] = []
@@ -491,20 +506,24 @@ enum SplitPattern {
         }
     }
 
-    /// The byte ranges of the pieces the regex splits `text` into (it matches every character).
-    func split(_ text: [UInt8]) -> [Range<Int>] {
+    /// The byte ranges (indices of `text`) of the pieces the regex splits `text` into; it matches every
+    /// character.
+    func split(_ text: ArraySlice<UInt8>) -> [Range<Int>] {
         var starts: [Int] = [], classes: [Class] = [], values: [UInt32] = []
+        starts.reserveCapacity(text.count + 1)
+        classes.reserveCapacity(text.count)
+        values.reserveCapacity(text.count)
         text.withUnsafeBufferPointer { b in
             var i = 0
             while i < b.count {
                 let (c, n) = HFTokenizer.scalar(b, i)
-                starts.append(i)
+                starts.append(text.startIndex + i)
                 classes.append(Self.classify(c))
                 values.append(c.value)
                 i += n
             }
         }
-        starts.append(text.count)
+        starts.append(text.endIndex)
         let n = classes.count
         func run(_ from: Int, _ cls: Class, limit: Int = .max) -> Int {
             var j = from

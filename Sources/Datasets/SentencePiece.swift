@@ -24,7 +24,10 @@ public final class SentencePieceModel: Sendable {
     let reservedIDs: [[UInt8]: Int32]
     /// BPE: one-character pieces by their UTF-8 bytes packed in a UInt32, and the merges.
     let charIDs: [UInt32: Int32]
+    let asciiIDs: [Int32]
     let merges: PairMerges
+    /// No encodable piece has `▁` after another character.
+    let wordsMergeAlone: Bool
     /// Unigram: every piece the lattice may use, and the score range of normal pieces.
     let pieceTrie: ByteTrie
     let minScore: Float, maxScore: Float
@@ -129,6 +132,12 @@ public final class SentencePieceModel: Sendable {
         self.ids = ids
         self.reservedIDs = reserved
         self.charIDs = charIDs
+        asciiIDs = (0 ..< 128).map { charIDs[UInt32($0)] ?? -1 }
+        wordsMergeAlone = ids.keys.allSatisfy { piece in
+            var k = 0
+            while piece[k...].starts(with: Self.space) { k += 3 }
+            return !(k ..< piece.count).contains { piece[$0...].starts(with: Self.space) }
+        }
         self.merges = merges
         self.pieceTrie = pieceTrie
         self.minScore = minScore
@@ -178,31 +187,52 @@ public final class SentencePieceModel: Sendable {
     }
 
     /// BPE over the normalized text: (id, byte offset) of each final piece, unknown characters as `<unk>`.
+    /// When no piece has a `▁` after another character, no merge crosses the start of a `▁` run that
+    /// follows other text, so each such word is merged on its own (the same result, faster).
     private func bpe(_ b: UnsafeBufferPointer<UInt8>) -> [(id: Int32, start: Int)] {
-        var symbols: [PairMerges.Symbol] = []
-        symbols.reserveCapacity(b.count)
-        var i = 0
-        while i < b.count {
+        var out: [(id: Int32, start: Int)] = [], symbols: [PairMerges.Symbol] = []
+        var heap = PairHeap(), resplit: [Int32: (Int32, Int32)] = [:]
+        out.reserveCapacity(b.count / 2)
+        var start = 0
+        if wordsMergeAlone {
+            var i = 3
+            while i + 3 <= b.count {
+                if b[i] == 0xE2, b[i + 1] == 0x96, b[i + 2] == 0x81, !(b[i - 3] == 0xE2 && b[i - 2] == 0x96 && b[i - 1] == 0x81) {
+                    bpe(b, start ..< i, &symbols, &heap, &resplit, into: &out)
+                    start = i
+                    i += 3
+                } else {
+                    i += 1
+                }
+            }
+        }
+        bpe(b, start ..< b.count, &symbols, &heap, &resplit, into: &out)
+        return out
+    }
+
+    private func bpe(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ symbols: inout [PairMerges.Symbol], _ heap: inout PairHeap,
+                     _ resplit: inout [Int32: (Int32, Int32)], into out: inout [(id: Int32, start: Int)]) {
+        symbols.removeAll(keepingCapacity: true)
+        var i = range.lowerBound
+        while i < range.upperBound {
             let n = Int32(symbols.count)
-            if let (length, id) = normalizer.userSymbols.longestPrefix(b, from: i) {
+            if let (length, id) = normalizer.userSymbols.longestPrefix(UnsafeBufferPointer(rebasing: b[..<range.upperBound]), from: i) {
                 symbols.append(.init(id: id, start: Int32(i), prev: n - 1, next: n + 1, frozen: true))
                 i += length
             } else {
-                let length = min(utf8Length(b[i]), b.count - i)
-                let id = charIDs[Self.packed(b[i ..< i + length])] ?? -1
+                let length = min(utf8Length(b[i]), range.upperBound - i)
+                let id = b[i] < 0x80 ? asciiIDs[Int(b[i])] : charIDs[Self.packed(b[i ..< i + length])] ?? -1
                 symbols.append(.init(id: id, start: Int32(i), prev: n - 1, next: n + 1, frozen: false))
                 i += length
             }
         }
-        guard !symbols.isEmpty else { return [] }
+        guard !symbols.isEmpty else { return }
         symbols[symbols.count - 1].next = -1
-        var resplit: [Int32: (Int32, Int32)] = [:]
-        merges.apply(&symbols, resplit: &resplit)
-        var out: [(id: Int32, start: Int)] = []
+        merges.apply(&symbols, heap: &heap, resplit: &resplit)
         var s: Int32 = 0
         while s >= 0 {
             let symbol = symbols[Int(s)]
-            let end = symbol.next >= 0 ? Int(symbols[Int(symbol.next)].start) : b.count
+            let end = symbol.next >= 0 ? Int(symbols[Int(symbol.next)].start) : range.upperBound
             var id = symbol.id
             if id < 0 { id = reservedIDs[Array(b[Int(symbol.start) ..< end])] ?? unkID }
             var offset = Int(symbol.start)
@@ -218,7 +248,6 @@ public final class SentencePieceModel: Sendable {
             emit(id)
             s = symbol.next
         }
-        return out
     }
 
     /// Unigram: the best-scoring segmentation (Viterbi over every piece that matches at each character);

@@ -4,14 +4,14 @@ import Foundation
 /// unigram pieces). The root's children are a table; deeper edges are hashed.
 struct ByteTrie {
     private var rootChildren = [Int32](repeating: -1, count: 256)
-    private var children: [UInt64: Int32] = [:]
+    private var children = PairTable()
     /// The id ending at each node, or -1.
     private var values: [Int32] = [-1]
 
     var isEmpty: Bool { values.count == 1 }
 
     @inline(__always) private func child(_ node: Int32, _ byte: UInt8) -> Int32 {
-        node == 0 ? rootChildren[Int(byte)] : children[UInt64(node) << 8 | UInt64(byte)] ?? -1
+        node == 0 ? rootChildren[Int(byte)] : children[UInt64(node) << 8 | UInt64(byte)].map { Int32($0) } ?? -1
     }
 
     mutating func insert<C: Collection<UInt8>>(_ key: C, _ id: Int32) {
@@ -21,7 +21,7 @@ struct ByteTrie {
             if next < 0 {
                 next = Int32(values.count)
                 values.append(-1)
-                if node == 0 { rootChildren[Int(b)] = next } else { children[UInt64(node) << 8 | UInt64(b)] = next }
+                if node == 0 { rootChildren[Int(b)] = next } else { children[UInt64(node) << 8 | UInt64(b)] = UInt64(next) }
             }
             node = next
         }
@@ -82,10 +82,10 @@ struct PairMerges {
 
     /// (left id << 32 | right id) -> (rank << 32 | merged id); bit 63 marks a merged piece to be split
     /// again (SentencePiece's unused pieces).
-    private(set) var table: [UInt64: UInt64] = [:]
+    private(set) var table = PairTable()
     static let resplitFlag: UInt64 = 1 << 63
 
-    var isEmpty: Bool { table.isEmpty }
+    var isEmpty: Bool { table.count == 0 }
 
     @inline(__always) static func key(_ left: Int32, _ right: Int32) -> UInt64 {
         UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
@@ -96,43 +96,75 @@ struct PairMerges {
         table[Self.key(left, right)] = UInt64(rank) << 32 | UInt64(UInt32(merged)) | (resplit ? Self.resplitFlag : 0)
     }
 
-    func merged(_ left: Int32, _ right: Int32) -> Int32? {
-        table[Self.key(left, right)].map { Int32(truncatingIfNeeded: $0) }
-    }
-
     /// Merges `symbols` (linked in order, 0 first) in place. A removed symbol gets start -1. When a pair
     /// whose merged piece is marked to be split again is queued, `resplit[merged]` records its two halves.
-    func apply(_ symbols: inout [Symbol], resplit: inout [Int32: (Int32, Int32)]) {
+    /// Words up to this many symbols are merged by scanning an array of pair ranks instead of a heap.
+    static let scanLimit = 48
+
+    func apply(_ symbols: inout [Symbol], heap: inout PairHeap, resplit: inout [Int32: (Int32, Int32)]) {
         guard symbols.count > 1 else { return }
-        var heap = PairHeap()
-        func push(_ left: Int32) {
+        /// The merge of `left` and its next symbol as (rank << 32 | merged id), or nil.
+        func pair(_ left: Int32) -> UInt64? {
             let l = symbols[Int(left)]
-            guard l.next >= 0, !l.frozen else { return }
+            guard l.next >= 0, !l.frozen else { return nil }
             let r = symbols[Int(l.next)]
-            guard !r.frozen, let v = table[Self.key(l.id, r.id)] else { return }
+            guard !r.frozen, let v = table[Self.key(l.id, r.id)] else { return nil }
             if v & Self.resplitFlag != 0 { resplit[Int32(truncatingIfNeeded: v)] = (l.id, r.id) }
-            heap.push(rank: UInt32(truncatingIfNeeded: (v & ~Self.resplitFlag) >> 32), position: left, merged: Int32(truncatingIfNeeded: v))
+            return v & ~Self.resplitFlag
+        }
+        func merge(_ left: Int32, into merged: Int32) {
+            let l = symbols[Int(left)], right = l.next, r = symbols[Int(right)]
+            symbols[Int(left)].id = merged
+            symbols[Int(left)].next = r.next
+            if r.next >= 0 { symbols[Int(r.next)].prev = left }
+            symbols[Int(right)].start = -1
+        }
+        if symbols.count <= Self.scanLimit {
+            // The lowest rank wins; scanning in order keeps the leftmost of equal ranks.
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: symbols.count) { ranks in
+                for i in 0 ..< symbols.count { ranks[i] = pair(Int32(i)) ?? .max }
+                while true {
+                    var best = UInt64.max, at: Int32 = -1, s: Int32 = 0
+                    while s >= 0 {
+                        if ranks[Int(s)] >> 32 < best >> 32 { best = ranks[Int(s)]; at = s }
+                        s = symbols[Int(s)].next
+                    }
+                    guard at >= 0 else { return }
+                    merge(at, into: Int32(truncatingIfNeeded: best))
+                    let previous = symbols[Int(at)].prev
+                    if previous >= 0 { ranks[Int(previous)] = pair(previous) ?? .max }
+                    ranks[Int(at)] = pair(at) ?? .max
+                }
+            }
+            return
+        }
+        heap.removeAll()
+        func push(_ left: Int32) {
+            guard let v = pair(left) else { return }
+            heap.push(rank: UInt32(truncatingIfNeeded: v >> 32), position: left, merged: Int32(truncatingIfNeeded: v))
         }
         for i in 0 ..< symbols.count - 1 { push(Int32(i)) }
         while let (left, merged) = heap.pop() {
             let l = symbols[Int(left)]
             guard l.start >= 0, l.next >= 0 else { continue }
-            let right = l.next, r = symbols[Int(right)]
+            let r = symbols[Int(l.next)]
             guard let v = table[Self.key(l.id, r.id)], Int32(truncatingIfNeeded: v) == merged else { continue }
-            symbols[Int(left)].id = merged
-            symbols[Int(left)].next = r.next
-            if r.next >= 0 { symbols[Int(r.next)].prev = left }
-            symbols[Int(right)].start = -1
+            merge(left, into: merged)
             if l.prev >= 0 { push(l.prev) }
             push(left)
         }
     }
 }
 
-/// A binary min-heap of (rank, position) with the merged id.
-private struct PairHeap {
+/// A binary min-heap of (rank, position) with the merged id; kept between words to reuse its storage.
+struct PairHeap {
     private var keys: [UInt64] = []
     private var merged: [Int32] = []
+
+    mutating func removeAll() {
+        keys.removeAll(keepingCapacity: true)
+        merged.removeAll(keepingCapacity: true)
+    }
 
     mutating func push(rank: UInt32, position: Int32, merged id: Int32) {
         keys.append(UInt64(rank) << 32 | UInt64(UInt32(position)))
@@ -168,5 +200,47 @@ private struct PairHeap {
             }
         }
         return (Int32(truncatingIfNeeded: top), id)
+    }
+}
+
+/// An open-addressing hash map UInt64 -> UInt64 (linear probing, multiplicative hash) for the merge
+/// table and trie edges, looked up in the inner loops: several times faster than `Dictionary`.
+struct PairTable {
+    private static let empty = UInt64.max
+    private var keys = [UInt64](repeating: PairTable.empty, count: 16)
+    private var values = [UInt64](repeating: 0, count: 16)
+    private(set) var count = 0
+
+    @inline(__always) private func slot(_ key: UInt64) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 32) & (keys.count - 1)
+    }
+
+    subscript(key: UInt64) -> UInt64? {
+        @inline(__always) get {
+            var i = slot(key)
+            while true {
+                let k = keys[i]
+                if k == key { return values[i] }
+                if k == Self.empty { return nil }
+                i = (i + 1) & (keys.count - 1)
+            }
+        }
+        set {
+            precondition(key != Self.empty && newValue != nil, "PairTable: reserved key or removal")
+            if 2 * (count + 1) > keys.count { grow() }
+            var i = slot(key)
+            while keys[i] != Self.empty && keys[i] != key { i = (i + 1) & (keys.count - 1) }
+            if keys[i] == Self.empty { count += 1 }
+            keys[i] = key
+            values[i] = newValue!
+        }
+    }
+
+    private mutating func grow() {
+        let old = zip(keys, values).filter { $0.0 != Self.empty }
+        keys = [UInt64](repeating: Self.empty, count: keys.count * 2)
+        values = [UInt64](repeating: 0, count: keys.count)
+        count = 0
+        for (k, v) in old { self[k] = v }
     }
 }
