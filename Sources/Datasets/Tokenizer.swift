@@ -50,30 +50,12 @@ public struct Tokenizer: Sendable {
         return "tokenizer.json"
     }
 
-    public var vocabSize: Int {
-        switch model {
-        case .byte(let t): return t.vocabSize
-        case .sentencePiece(let t): return t.vocabSize
-        case .huggingFace(let t): return t.vocabSize
-        }
-    }
+    public var vocabSize: Int { model.vocabSize }
 
-    public func encode(_ text: String) -> [Int32] {
-        switch model {
-        case .byte(let t): return t.encode(text)
-        case .sentencePiece(let t): return t.encode(text)
-        case .huggingFace(let t): return t.encode(text)
-        }
-    }
+    public func encode(_ text: String) -> [Int32] { model.encode(text) }
 
     /// The text of `ids` exactly as the tokenizer's reference library decodes them.
-    public func decode(_ ids: [Int32]) -> String {
-        switch model {
-        case .byte(let t): return t.decode(ids)
-        case .sentencePiece(let t): return t.decode(ids)
-        case .huggingFace(let t): return t.decode(ids)
-        }
-    }
+    public func decode(_ ids: [Int32]) -> String { model.decode(ids) }
 
     /// The text of `ids` for people: template tokens spelled as the template does (`<eob>`, `<image>`),
     /// the runs between them decoded.
@@ -94,13 +76,7 @@ public struct Tokenizer: Sendable {
     public func id(_ token: SpecialToken) -> Int32 { specials[token]! }
 
     /// The id of a token given by its text (a piece or added token), or nil.
-    public func id(of token: String) -> Int32? {
-        switch model {
-        case .byte(let t): return t.specials[token]
-        case .sentencePiece(let t): return t.id(of: token)
-        case .huggingFace(let t): return t.id(of: token)
-        }
-    }
+    public func id(of token: String) -> Int32? { model.id(of: token) }
 
     /// Loads a SentencePiece `.model` or a Hugging Face `tokenizer.json` and maps the template tokens:
     /// `overrides` (name -> token text or id, e.g. "eou" -> "<TOKEN_103167>") first; else bos, eos and pad
@@ -108,7 +84,7 @@ public struct Tokenizer: Sendable {
     /// eos), and the others are looked up by their template spelling.
     public static func load(_ url: URL, overrides: [String: String] = [:]) throws -> Tokenizer {
         guard let data = FileManager.default.contents(atPath: url.path) else { throw DataError("\(url.path): cannot read the tokenizer") }
-        let model = try parse(data, place: url.path)
+        let model = try Model(data, place: url.path)
         let names = Set(SpecialToken.allCases.map(\.name))
         if let unknown = overrides.keys.sorted().first(where: { !names.contains($0) }) {
             throw DataError("special token '\(unknown)' is not a template token (expected one of \(SpecialToken.allCases.map(\.name).joined(separator: ", ")))")
@@ -144,7 +120,7 @@ public struct Tokenizer: Sendable {
         guard kind == "sentencepiece" || kind == "hf-json" else {
             throw DataError("\(place): tokenizer kind '\(kind)' is not supported (expected byte, sentencepiece or hf-json)")
         }
-        let model = try Self.parse(data, place: place)
+        let model = try Model(data, place: place)
         var specials: [SpecialToken: Int32] = [:]
         for token in SpecialToken.allCases {
             guard let id = names[token.name] else { throw DataError("\(place): the index maps no id to the template token \(token.name)") }
@@ -152,14 +128,6 @@ public struct Tokenizer: Sendable {
         }
         self.init(model: model, file: data, identity: Self.identity(kind: kind, data), specials: specials)
         guard self.kind == kind else { throw DataError("\(place): the index says a \(kind) tokenizer, the file is \(self.kind)") }
-    }
-
-    /// A SentencePiece model or a tokenizer.json, told apart by the first byte (a JSON object starts with `{`).
-    private static func parse(_ data: Data, place: String) throws -> Model {
-        if data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{") {
-            return .huggingFace(try HFTokenizer(data, place: place))
-        }
-        return .sentencePiece(try SentencePieceModel([UInt8](data), place: place))
     }
 
     private static func identity(kind: String, _ data: Data) -> String { kind + "-" + XXHash64.hex(data) }
@@ -174,5 +142,48 @@ public struct Tokenizer: Sendable {
             }
         }
         return id(of: token.text)
+    }
+}
+
+extension Tokenizer.Model {
+    /// A SentencePiece model or a tokenizer.json, told apart by the first byte (a JSON object starts with `{`).
+    public init(_ data: Data, place: String) throws {
+        if data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{") {
+            self = .huggingFace(try HFTokenizer(data, place: place))
+        } else {
+            self = .sentencePiece(try SentencePieceModel([UInt8](data), place: place))
+        }
+    }
+
+    public var vocabSize: Int {
+        switch self {
+        case .byte(let t): return t.vocabSize
+        case .sentencePiece(let t): return t.vocabSize
+        case .huggingFace(let t): return t.vocabSize
+        }
+    }
+
+    public func encode(_ text: String) -> [Int32] {
+        switch self {
+        case .byte(let t): return t.encode(text)
+        case .sentencePiece(let t): return t.encode(text)
+        case .huggingFace(let t): return t.encode(text)
+        }
+    }
+
+    public func decode(_ ids: [Int32]) -> String {
+        switch self {
+        case .byte(let t): return t.decode(ids)
+        case .sentencePiece(let t): return t.decode(ids)
+        case .huggingFace(let t): return t.decode(ids)
+        }
+    }
+
+    public func id(of token: String) -> Int32? {
+        switch self {
+        case .byte(let t): return t.specials[token]
+        case .sentencePiece(let t): return t.id(of: token)
+        case .huggingFace(let t): return t.id(of: token)
+        }
     }
 }

@@ -25,34 +25,24 @@ struct BenchTokenizer: ParsableCommand {
 
     func run() throws {
         let url = URL(fileURLWithPath: tokenizer)
-        let data = try Data(contentsOf: url)
-        let place = url.path
-        // The template map plays no part in encoding: load the model alone.
-        let isJSON = data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{")
-        let encode: (String) -> [Int32]
-        var loadSeconds = Date()
-        if isJSON {
-            let model = try HFTokenizer(data, place: place)
-            encode = model.encode
-        } else {
-            let model = try SentencePieceModel([UInt8](data), place: place)
-            encode = model.encode
-        }
-        let load = Date().timeIntervalSince(loadSeconds)
+        var start = Date()
+        // The template map plays no part in encoding: the model alone.
+        let model = try Tokenizer.Model(try Data(contentsOf: url), place: url.path)
+        let load = Date().timeIntervalSince(start)
         guard let content = FileManager.default.contents(atPath: text) else { throw ValidationError("\(text): cannot read") }
         let lines = String(decoding: content, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let bytes = lines.reduce(0) { $0 + $1.utf8.count }
         if let ids {
-            let out = lines.map { "[" + encode($0).map(String.init).joined(separator: ", ") + "]" }.joined(separator: "\n") + "\n"
+            let out = lines.map { "[" + model.encode($0).map(String.init).joined(separator: ", ") + "]" }.joined(separator: "\n") + "\n"
             try out.write(toFile: ids, atomically: true, encoding: .utf8)
         }
         var passes = 0, tokens = 0
-        loadSeconds = Date()
+        start = Date()
         repeat {
-            for line in lines { tokens += encode(line).count }
+            for line in lines { tokens += model.encode(line).count }
             passes += 1
-        } while Date().timeIntervalSince(loadSeconds) < seconds
-        let elapsed = Date().timeIntervalSince(loadSeconds)
+        } while Date().timeIntervalSince(start) < seconds
+        let elapsed = Date().timeIntervalSince(start)
         let megabytes = Double(bytes * passes) / 1e6
         print(String(format: "%@: loaded in %.2f s; %.1f MB (%d lines x %d) in %.2f s = %.2f MB/s on one thread, %.2f bytes per token",
                      url.lastPathComponent, load, megabytes, lines.count, passes, elapsed, megabytes / elapsed, Double(bytes * passes) / Double(max(tokens, 1))))
