@@ -34,12 +34,13 @@ public final class SentencePieceModel: Sendable {
 
     public var vocabSize: Int { pieces.count }
 
-    /// Parses a `.model` file; `place` names it in errors.
+    /// Parses a `.model` file.
     public convenience init(contentsOf url: URL) throws {
         guard let data = FileManager.default.contents(atPath: url.path) else { throw DataError("\(url.path): cannot read") }
         try self.init([UInt8](data), place: url.path)
     }
 
+    /// Parses a serialized `ModelProto`; `place` names it in errors.
     public init(_ bytes: [UInt8], place: String) throws {
         var pieces: [[UInt8]] = [], scores: [Float] = [], types: [PieceType] = []
         var trainer: [Int: ProtobufReader.Value] = [:], normalizerSpec: [Int: ProtobufReader.Value] = [:]

@@ -53,18 +53,14 @@ struct ByteTrie {
     lead < 0xC0 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4
 }
 
-/// The ids of byte-fallback pieces: `<0x00>` ... `<0xFF>`.
-func bytePieceName(_ byte: UInt8) -> String { "<0x" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2) + ">" }
+/// The byte-fallback piece of `byte`: `<0x00>` ... `<0xFF>`.
+func bytePieceName(_ byte: UInt8) -> String { String(format: "<0x%02X>", byte) }
 
 /// The byte a piece `<0xAB>` stands for, or nil.
 func bytePieceValue<C: Collection<UInt8>>(_ piece: C) -> UInt8? {
     let p = Array(piece)
     guard p.count == 6, p[0] == 0x3C, p[1] == 0x30, p[2] == 0x78, p[5] == 0x3E else { return nil }
     return UInt8(String(decoding: p[3 ..< 5], as: UTF8.self), radix: 16)
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
 /// Byte-pair merging of a sequence of symbols: a heap of candidate pairs (lowest rank first, the
