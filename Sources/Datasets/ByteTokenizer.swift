@@ -1,10 +1,24 @@
 import Foundation
 
-/// The special tokens of the conversation template and of images, at the ids every xtrain tokenizer
-/// reserves for them.
+/// The special tokens of the conversation template and of images; the raw values are the byte
+/// tokenizer's ids (other tokenizers map them, see `Tokenizer.specials`).
 public enum SpecialToken: Int32, CaseIterable, Codable, Sendable {
     case pad = 0, bos = 1, eos = 2, image = 3
     case user = 4, bot = 5, endOfUser = 6, endOfBot = 7
+
+    /// Its name in a dataset index and in `--special NAME=TOKEN`.
+    public var name: String {
+        switch self {
+        case .pad: return "pad"
+        case .bos: return "bos"
+        case .eos: return "eos"
+        case .image: return "image"
+        case .user: return "user"
+        case .bot: return "bot"
+        case .endOfUser: return "eou"
+        case .endOfBot: return "eob"
+        }
+    }
 
     /// How the token is spelled in the template: `<|User|>: {instruction}<eou>\n<|Bot|>: {answer}<eob>\n`.
     public var text: String {

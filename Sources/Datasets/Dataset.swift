@@ -19,6 +19,8 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
         public var identity: String
         public var vocabSize: Int
         public var file: String
+        /// Template token name (`SpecialToken.name`) -> id; absent in older byte-tokenizer datasets.
+        public var specials: [String: Int32]?
     }
 
     public static let currentVersion = 1
@@ -42,7 +44,7 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
 public final class DatasetWriter {
     public let directory: URL
     let partial: URL
-    let tokenizer: ByteTokenizer
+    let tokenizer: Tokenizer
     let imageSide: Int, imageQueries: Int, tokenWidth: Int
     private let shardBytes: Int, blockBytes: Int
     private var shard: ShardWriter?
@@ -50,7 +52,7 @@ public final class DatasetWriter {
     private var kinds: [String: Int] = [:]
     private var finished = false
 
-    public init(directory: URL, tokenizer: ByteTokenizer, imageSide: Int = 224, imageQueries: Int, shardBytes: Int = 64 << 20, blockBytes: Int = 1 << 20) throws {
+    public init(directory: URL, tokenizer: Tokenizer, imageSide: Int = 224, imageQueries: Int, shardBytes: Int = 64 << 20, blockBytes: Int = 1 << 20) throws {
         self.directory = directory
         self.tokenizer = tokenizer
         self.imageSide = imageSide
@@ -91,14 +93,15 @@ public final class DatasetWriter {
         shards.append(.init(file: s.url.lastPathComponent, bytes: s.bytesWritten, records: s.frameRecords.reduce(0, +), xxh64: hash, frameRecords: s.frameRecords))
     }
 
-    /// Closes the last shard, writes tokenizer.json and index.json, and moves the directory into place.
+    /// Closes the last shard, writes a copy of the tokenizer file and index.json, and moves the directory into place.
     @discardableResult
     public func finish() throws -> DatasetIndex {
         try closeShard()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try Data(encoder.encode(tokenizer)).write(to: partial.appendingPathComponent("tokenizer.json"))
-        let index = DatasetIndex(tokenizer: .init(kind: tokenizer.kind, identity: tokenizer.identity, vocabSize: tokenizer.vocabSize, file: "tokenizer.json"),
+        try tokenizer.file.write(to: partial.appendingPathComponent(tokenizer.fileName))
+        let specials = Dictionary(uniqueKeysWithValues: tokenizer.specials.map { ($0.name, $1) })
+        let index = DatasetIndex(tokenizer: .init(kind: tokenizer.kind, identity: tokenizer.identity, vocabSize: tokenizer.vocabSize, file: tokenizer.fileName, specials: specials),
                                  tokenWidth: tokenWidth, imageSide: imageSide, imageQueries: imageQueries,
                                  records: shards.reduce(0) { $0 + $1.records }, kinds: kinds, shards: shards)
         let url = partial.appendingPathComponent("index.json")
@@ -116,7 +119,7 @@ public final class DatasetWriter {
 public final class Dataset {
     public let directory: URL
     public let index: DatasetIndex
-    public let tokenizer: ByteTokenizer
+    public let tokenizer: Tokenizer
     private var readers: [ShardReader?]
     private let shardStarts: [Int]
     private let frameStarts: [[Int]]
@@ -135,10 +138,11 @@ public final class Dataset {
             throw DataError("\(url.path): format '\(index.format)' version \(index.version) is not supported (expected xtrain-shards version \(DatasetIndex.currentVersion))")
         }
         let tokenizerURL = directory.appendingPathComponent(index.tokenizer.file)
-        guard let tokenizerData = FileManager.default.contents(atPath: tokenizerURL.path),
-              let tokenizer = try? JSONDecoder().decode(ByteTokenizer.self, from: tokenizerData) else {
+        guard let tokenizerData = FileManager.default.contents(atPath: tokenizerURL.path) else {
             throw DataError("\(tokenizerURL.path): missing or not a tokenizer")
         }
+        let specials = index.tokenizer.specials ?? Dictionary(uniqueKeysWithValues: SpecialToken.allCases.map { ($0.name, $0.rawValue) })
+        let tokenizer = try Tokenizer(kind: index.tokenizer.kind, file: tokenizerData, specials: specials, place: tokenizerURL.path)
         guard tokenizer.identity == index.tokenizer.identity else {
             throw DataError("\(tokenizerURL.path): identity \(tokenizer.identity) differs from the index's \(index.tokenizer.identity)")
         }
@@ -171,8 +175,8 @@ public final class Dataset {
         guard index.imageQueries == imageQueries else {
             throw DataError("\(url): imageQueries is \(index.imageQueries) but the model has num_query_tokens \(imageQueries); prepare the data with --queries \(imageQueries)")
         }
-        guard imageTokenIndex == Int(SpecialToken.image.rawValue) else {
-            throw DataError("\(url): the tokenizer's image placeholder is id \(SpecialToken.image.rawValue) but the model's image_token_index is \(imageTokenIndex)")
+        guard imageTokenIndex == Int(tokenizer.id(.image)) else {
+            throw DataError("\(url): the tokenizer's image placeholder is id \(tokenizer.id(.image)) but the model's image_token_index is \(imageTokenIndex)")
         }
     }
 

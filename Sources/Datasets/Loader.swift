@@ -64,6 +64,9 @@ public final class Loader {
         guard queries.count == 1, sides.count == 1 else {
             throw DataError("loader: sources differ in image placeholders \(queries.sorted()) or image size \(sides.sorted())")
         }
+        for s in sources.dropFirst() where s.tokenizer.identity != sources[0].tokenizer.identity || s.tokenizer.specials != sources[0].tokenizer.specials {
+            throw DataError("loader: \(s.directory.path) was tokenized by \(s.tokenizer.identity), \(sources[0].directory.path) by \(sources[0].tokenizer.identity) (or their special tokens differ)")
+        }
         self.sources = sources
         self.weights = weights
         self.globalBatch = globalBatch
@@ -136,7 +139,7 @@ public final class Loader {
             lengths.append(length)
         }
         let (b, t) = (records.count, max(2, min(sequenceLength, ((lengths.max() ?? 0) + 7) / 8 * 8)))
-        var tokens = [Int32](repeating: SpecialToken.pad.rawValue, count: b * t)
+        var tokens = [Int32](repeating: sources[0].tokenizer.id(.pad), count: b * t)
         var labels = [Int32](repeating: -100, count: b * t)
         var mask = [Float](repeating: 0, count: b * t)
         var labelled = 0

@@ -11,14 +11,14 @@ import Tensors
 ///                                                                        loss where a text segment says so
 ///
 /// Image paths are relative to the JSONL file. Every sequence starts with <s>. Images are decoded,
-/// resized and centre-cropped to 224 as CLIP does.
+/// resized and centre-cropped to 224 as CLIP does. Text is tokenized with `tokenizer` (the byte
+/// tokenizer unless given), the template tokens mapped to its ids.
 public enum Prepare {
-    public static func run(input: URL, output: URL, queries: Int, progress: (Int, Int) -> Void = { _, _ in }) throws -> DatasetIndex {
+    public static func run(input: URL, output: URL, queries: Int, tokenizer: Tokenizer = .byte, progress: (Int, Int) -> Void = { _, _ in }) throws -> DatasetIndex {
         guard let data = FileManager.default.contents(atPath: input.path) else {
             throw DataError("\(input.path): cannot read")
         }
         let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-        let tokenizer = ByteTokenizer()
         let writer = try DatasetWriter(directory: output, tokenizer: tokenizer, imageQueries: queries)
         let base = input.deletingLastPathComponent()
         let chunk = 64
@@ -42,7 +42,7 @@ public enum Prepare {
     }
 
     /// The record of one JSONL line, or nil for a blank line.
-    static func record(_ line: Data.SubSequence, place: String, base: URL, tokenizer: ByteTokenizer, queries: Int) throws -> Record? {
+    static func record(_ line: Data.SubSequence, place: String, base: URL, tokenizer: Tokenizer, queries: Int) throws -> Record? {
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return nil }
         guard let object = try? JSONSerialization.jsonObject(with: Data(line)), let json = object as? [String: Any] else {
             throw DataError("\(place): not a JSON object")

@@ -94,12 +94,12 @@ public struct Record: Equatable, Sendable {
 
 /// Builds a record piece by piece: text, special tokens and images, each a loss target or not.
 public struct RecordBuilder {
-    public let tokenizer: ByteTokenizer
+    public let tokenizer: Tokenizer
     /// Placeholder tokens per image (the model's query count).
     public let queries: Int
     public private(set) var record: Record
 
-    public init(kind: RecordKind, tokenizer: ByteTokenizer, queries: Int) {
+    public init(kind: RecordKind, tokenizer: Tokenizer, queries: Int) {
         self.tokenizer = tokenizer
         self.queries = queries
         record = Record(kind: kind, tokens: [], loss: [])
@@ -112,7 +112,7 @@ public struct RecordBuilder {
     }
 
     public mutating func special(_ token: SpecialToken, loss: Bool) {
-        record.tokens.append(token.rawValue)
+        record.tokens.append(tokenizer.id(token))
         record.loss.append(loss)
     }
 
@@ -120,7 +120,7 @@ public struct RecordBuilder {
     public mutating func image(_ image: RGBImage) {
         record.imagePositions.append(record.tokens.count)
         record.images.append(image)
-        record.tokens += [Int32](repeating: SpecialToken.image.rawValue, count: queries)
+        record.tokens += [Int32](repeating: tokenizer.id(.image), count: queries)
         record.loss += [Bool](repeating: false, count: queries)
     }
 

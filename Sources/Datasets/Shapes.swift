@@ -144,7 +144,7 @@ public enum ShapesDataset {
     /// `imageSide` other than 224 is for tests with small models.
     public static func generate(root: URL, queries: Int, scale: Double = 1, seed: UInt64 = 1, imageSide: Int = ShapesScene.side,
                                 progress: (String, Int, Int) -> Void = { _, _, _ in }) throws {
-        let tokenizer = ByteTokenizer()
+        let tokenizer = Tokenizer.byte
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for (t, task) in tasks.enumerated() {
             for (split, count, splitSeed) in [("train", task.train, seed), ("eval", task.eval, seed + 1000)] {
@@ -173,7 +173,7 @@ public enum ShapesDataset {
     }
 
     /// Record `index` of task `name`.
-    static func record(_ name: String, index: Int, stream: RandomStream, tokenizer: ByteTokenizer, queries: Int, side: Int) -> Record {
+    static func record(_ name: String, index: Int, stream: RandomStream, tokenizer: Tokenizer, queries: Int, side: Int) -> Record {
         let scene = ShapesScene(stream, index)
         var draw = ShapesDraw(stream: stream, index: index * 64 + 32)
         switch name {

@@ -35,13 +35,13 @@ public enum Evaluation {
             }
             var total = 0.0, chance = 0.0, samples: [String] = []
             var partRight: [String: Double] = [:], partScored: [String: Double] = [:]
+            let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
             for i in 0 ..< n {
                 let record = try dataset.record(i)
-                guard let (prompt, images, reference) = split(record, queries: dataset.index.imageQueries, side: dataset.index.imageSide) else { continue }
-                let answer = try generator.generate(prompt: prompt, images: images, maxTokens: reference.count + 16,
-                                                    stop: [SpecialToken.eos.rawValue, SpecialToken.endOfBot.rawValue])
-                let said = dataset.tokenizer.decode(answer.filter { $0 != SpecialToken.eos.rawValue && $0 != SpecialToken.endOfBot.rawValue })
-                let truth = dataset.tokenizer.decode(reference)
+                guard let (prompt, images, reference) = split(record, queries: dataset.index.imageQueries, side: dataset.index.imageSide, stop: stop) else { continue }
+                let answer = try generator.generate(prompt: prompt, images: images, maxTokens: reference.count + 16, stop: stop)
+                let said = tokenizer.render(answer.filter { !stop.contains($0) })
+                let truth = tokenizer.render(reference)
                 if samples.count < 3 { samples.append("generated \"\(said)\" for \"\(truth)\"") }
                 if record.kind == .caption {
                     let score = captionAttributes(said: said, truth: truth)
@@ -51,7 +51,7 @@ public enum Evaluation {
                     partScored.merge(score.scored, uniquingKeysWith: +)
                 } else {
                     let right = said.trimmingCharacters(in: .whitespaces) == truth.trimmingCharacters(in: .whitespaces) ? 1.0 : 0
-                    let question = questionKind(dataset.tokenizer.decode(prompt))
+                    let question = questionKind(tokenizer.render(prompt))
                     total += right
                     chance += question?.chance ?? 0
                     partRight[question?.kind ?? "other", default: 0] += right
@@ -85,12 +85,12 @@ public enum Evaluation {
     }
 
     /// The prompt (up to the first loss target), its images, and the reference answer (loss targets up to
-    /// the first end token, exclusive).
-    static func split(_ r: Record, queries: Int, side: Int) -> ([Int32], Tensor?, [Int32])? {
+    /// the first `stop` token, exclusive).
+    static func split(_ r: Record, queries: Int, side: Int, stop: Set<Int32>) -> ([Int32], Tensor?, [Int32])? {
         guard let start = r.loss.firstIndex(of: true) else { return nil }
         var reference: [Int32] = []
         for t in r.tokens[start...] {
-            if t == SpecialToken.eos.rawValue || t == SpecialToken.endOfBot.rawValue { break }
+            if stop.contains(t) { break }
             reference.append(t)
         }
         let images = zip(r.imagePositions, r.images).filter { $0.0 + queries <= start }.map(\.1)

@@ -122,6 +122,7 @@ struct DataInspect: ParsableCommand {
         let index = dataset.index
         print("\(directory): \(index.records) records in \(index.shards.count) shards, \(index.shards.reduce(0) { $0 + $1.bytes }) bytes")
         print("tokenizer: \(index.tokenizer.kind) (\(index.tokenizer.identity)), vocabulary \(index.tokenizer.vocabSize), \(index.tokenWidth)-byte ids")
+        print("template tokens: " + SpecialToken.allCases.map { "\($0.text) \(dataset.tokenizer.id($0))" }.joined(separator: ", "))
         print("images: \(index.imageSide)x\(index.imageSide) RGB, \(index.imageQueries) placeholder tokens each")
         print("kinds: " + index.kinds.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         var lengths: [Int] = [], labelled = 0, tokens = 0, images = 0, brightness = 0.0
@@ -139,10 +140,10 @@ struct DataInspect: ParsableCommand {
         print("loss targets: \(String(format: "%.1f", 100 * Double(labelled) / Double(max(tokens, 1))))% of tokens; images per record: \(String(format: "%.2f", Double(images) / Double(lengths.count))), mean pixel value \(String(format: "%.1f", brightness / Double(max(images, 1))))")
         guard sample >= 0, sample < dataset.count else { throw ValidationError("--sample \(sample) outside 0..<\(dataset.count)") }
         let r = try dataset.record(sample)
-        let text = dataset.tokenizer.decode(r.tokens).replacingOccurrences(of: String(repeating: "<image>", count: index.imageQueries), with: "<image x\(index.imageQueries)>")
+        let text = dataset.tokenizer.render(r.tokens).replacingOccurrences(of: String(repeating: "<image>", count: index.imageQueries), with: "<image x\(index.imageQueries)>")
         print("record \(sample) (\(r.kind.name), \(r.tokens.count) tokens, \(r.images.count) images):")
         print(text)
-        let targets = dataset.tokenizer.decode(zip(r.tokens, r.loss).filter { $0.1 }.map(\.0))
+        let targets = dataset.tokenizer.render(zip(r.tokens, r.loss).filter { $0.1 }.map(\.0))
         print("loss targets: \(targets)")
     }
 }
@@ -163,10 +164,26 @@ struct DataPrepare: ParsableCommand {
     @Option(help: "Image placeholder tokens per image: the model's num_query_tokens.")
     var queries = 64
 
+    @Option(help: "A SentencePiece .model or Hugging Face tokenizer.json to tokenize with (default: the byte tokenizer of the bundled data).")
+    var tokenizer: String?
+
+    @Option(help: ArgumentHelp("Map a template token to a token of --tokenizer, by its text or id (repeatable).",
+                               discussion: "NAME is one of pad, bos, eos, image, user, bot, eou, eob; e.g. --special eou=<TOKEN_103167> --special image=103166.",
+                               valueName: "NAME=TOKEN"))
+    var special: [String] = []
+
     func run() throws {
+        var overrides: [String: String] = [:]
+        for s in special {
+            guard let eq = s.firstIndex(of: "=") else { throw ValidationError("--special \(s): expected NAME=TOKEN or NAME=ID") }
+            overrides[String(s[..<eq])] = String(s[s.index(after: eq)...])
+        }
+        guard tokenizer != nil || overrides.isEmpty else { throw ValidationError("--special needs --tokenizer") }
+        let chosen = try tokenizer.map { try Tokenizer.load(URL(fileURLWithPath: $0), overrides: overrides) } ?? .byte
         let bar = Progress("prepare \(input)")
-        let index = try Prepare.run(input: URL(fileURLWithPath: input), output: URL(fileURLWithPath: out), queries: queries) { bar.update($0, $1) }
+        let index = try Prepare.run(input: URL(fileURLWithPath: input), output: URL(fileURLWithPath: out), queries: queries, tokenizer: chosen) { bar.update($0, $1) }
         bar.finish()
-        print("wrote \(out): \(index.records) records in \(index.shards.count) shards")
+        print("wrote \(out): \(index.records) records in \(index.shards.count) shards, tokenizer \(index.tokenizer.kind) (\(index.tokenizer.identity)), vocabulary \(index.tokenizer.vocabSize)")
+        print("template tokens: " + SpecialToken.allCases.map { "\($0.text) \(chosen.id($0))" }.joined(separator: ", "))
     }
 }

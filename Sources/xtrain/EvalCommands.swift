@@ -86,11 +86,15 @@ struct Generate: ParsableCommand {
     @Flag(help: "Recompute the whole sequence for every token (no key/value cache).")
     var noCache = false
 
+    @Option(help: "A dataset directory whose tokenizer (and template token ids) to use; default: the byte tokenizer.")
+    var data: String?
+
     func run() throws {
         let model = try Checkpoint.model(URL(fileURLWithPath: checkpoint)).model
         let side = model.config.visionConfig.imageSize
         let images = try image.map { ImageProcessing.clipResizeAndCrop(try ImageProcessing.load(URL(fileURLWithPath: $0)), side: side) }
-        var builder = RecordBuilder(kind: .conversation, tokenizer: ByteTokenizer(), queries: model.config.numQueryTokens)
+        let tokenizer = try data.map { try Dataset(URL(fileURLWithPath: $0)).tokenizer } ?? .byte
+        var builder = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: model.config.numQueryTokens)
         builder.special(.bos, loss: false)
         for i in images { builder.image(i) }
         builder.special(.user, loss: false)
@@ -102,10 +106,10 @@ struct Generate: ParsableCommand {
         let sampling: Sampling = sample ? .sample(temperature: temperature, topK: topK, seed: seed) : .greedy
         let start = Date()
         let tokens = try Generator(model: model).generate(prompt: builder.record.tokens, images: images.isEmpty ? nil : Loader.normalize(images, side: side),
-                                                          maxTokens: maxTokens, stop: [SpecialToken.endOfBot.rawValue, SpecialToken.eos.rawValue],
+                                                          maxTokens: maxTokens, stop: [tokenizer.id(.endOfBot), tokenizer.id(.eos)],
                                                           sampling: sampling, cached: !noCache)
         let seconds = Date().timeIntervalSince(start)
-        print(ByteTokenizer().decode(tokens.filter { $0 != SpecialToken.endOfBot.rawValue && $0 != SpecialToken.eos.rawValue }))
+        print(tokenizer.render(tokens.filter { $0 != tokenizer.id(.endOfBot) && $0 != tokenizer.id(.eos) }))
         FileHandle.standardError.write(String(format: "%d tokens in %.2f s (%.1f tokens/s, %@)\n", tokens.count, seconds, Double(tokens.count) / seconds,
                                               noCache ? "no cache" : "key/value cache").data(using: .utf8)!)
     }

@@ -11,7 +11,7 @@ struct XTrain: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure xtrain's speed: training steps (xtrain bench RECIPE), kernels against BLAS, the data path.",
-        subcommands: [BenchStep.self, BenchKernels.self, BenchData.self],
+        subcommands: [BenchStep.self, BenchKernels.self, BenchData.self, BenchTokenizer.self],
         defaultSubcommand: BenchStep.self
     )
 }

@@ -25,7 +25,7 @@ final class FormatTests: XCTestCase {
 
     /// One record of each kind, with images.
     static func sampleRecords() -> [Record] {
-        let tokenizer = ByteTokenizer()
+        let tokenizer = Tokenizer.byte
         let image = RGBImage(width: 224, height: 224, pixels: (0 ..< 224 * 224 * 3).map { UInt8($0 % 251) })
         var text = RecordBuilder(kind: .text, tokenizer: tokenizer, queries: 4)
         text.special(.bos, loss: false)
@@ -49,7 +49,7 @@ final class FormatTests: XCTestCase {
     func testEveryRecordKindRoundTripsThroughADataset() throws {
         let records = FormatTests.sampleRecords()
         let directory = scratch.appendingPathComponent("set")
-        let writer = try DatasetWriter(directory: directory, tokenizer: ByteTokenizer(), imageQueries: 4, shardBytes: 1000, blockBytes: 1)
+        let writer = try DatasetWriter(directory: directory, tokenizer: .byte, imageQueries: 4, shardBytes: 1000, blockBytes: 1)
         for _ in 0 ..< 5 { for r in records { try writer.add(r) } }
         let index = try writer.finish()
         XCTAssertGreaterThan(index.shards.count, 1, "small shards force several")
@@ -66,7 +66,7 @@ final class FormatTests: XCTestCase {
 
     func testShardsAreStandardZstd() throws {
         let directory = scratch.appendingPathComponent("set")
-        let writer = try DatasetWriter(directory: directory, tokenizer: ByteTokenizer(), imageQueries: 4, blockBytes: 50_000)
+        let writer = try DatasetWriter(directory: directory, tokenizer: .byte, imageQueries: 4, blockBytes: 50_000)
         for r in FormatTests.sampleRecords() { try writer.add(r) }
         let index = try writer.finish()
         for shard in index.shards {
@@ -81,7 +81,7 @@ final class FormatTests: XCTestCase {
 
     private func writeSmallDataset(_ name: String) throws -> URL {
         let directory = scratch.appendingPathComponent(name)
-        let writer = try DatasetWriter(directory: directory, tokenizer: ByteTokenizer(), imageQueries: 4, blockBytes: 50_000)
+        let writer = try DatasetWriter(directory: directory, tokenizer: .byte, imageQueries: 4, blockBytes: 50_000)
         for _ in 0 ..< 3 { for r in FormatTests.sampleRecords() { try writer.add(r) } }
         try writer.finish()
         return directory
@@ -133,7 +133,7 @@ final class FormatTests: XCTestCase {
     func testExistingOutputIsNeverTouched() throws {
         let directory = try writeSmallDataset("set")
         let before = try Data(contentsOf: directory.appendingPathComponent("index.json"))
-        assertError(["already exists"]) { _ = try DatasetWriter(directory: directory, tokenizer: ByteTokenizer(), imageQueries: 4) }
+        assertError(["already exists"]) { _ = try DatasetWriter(directory: directory, tokenizer: .byte, imageQueries: 4) }
         XCTAssertEqual(try Data(contentsOf: directory.appendingPathComponent("index.json")), before)
     }
 }

@@ -33,6 +33,25 @@ final class DataCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("prepared").path))
     }
 
+    func testPrepareWithASentencePieceModel() throws {
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/tokenizers/sp-bpe.model")
+        let input = root.appendingPathComponent("records.jsonl")
+        try "{\"kind\": \"conversation\", \"turns\": [{\"user\": \"Hi?\", \"bot\": \"Hello 你好\"}]}\n".write(to: input, atomically: true, encoding: .utf8)
+        let out = root.appendingPathComponent("prepared").path
+        let run = try CLI.run(["data", "prepare", "--input", input.path, "--out", out, "--queries", "4", "--tokenizer", model.path, "--special", "pad=<unk>"])
+        XCTAssertEqual(run.status, 0, run.error)
+        XCTAssert(run.output.contains("tokenizer sentencepiece (sentencepiece-"), run.output)
+        XCTAssert(run.output.contains("<pad> 0, <s> 1, </s> 2, <image> 7, <|User|> 3, <|Bot|> 4, <eou> 5, <eob> 6"), run.output)
+        let inspect = try CLI.run(["data", "inspect", out])
+        XCTAssertEqual(inspect.status, 0, inspect.error)
+        XCTAssert(inspect.output.contains("tokenizer: sentencepiece"), inspect.output)
+        XCTAssert(inspect.output.contains("loss targets: Hello 你好<eob>"), inspect.output)
+
+        let bad = try CLI.run(["data", "prepare", "--input", input.path, "--out", out + "2", "--tokenizer", model.path, "--special", "eou=<nope>"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssert(bad.error.contains("sp-bpe.model: --special eou=<nope>: no such token or id"), bad.error)
+    }
+
     func testInspectPrintsASample() throws {
         let run = try CLI.run(["data", "inspect", root.appendingPathComponent("data/vqa/train").path])
         XCTAssertEqual(run.status, 0, run.error)
