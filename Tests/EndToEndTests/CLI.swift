@@ -121,6 +121,17 @@ enum Micro {
     }
 }
 
+/// The training loss of each step in a run directory's metrics.jsonl.
+func trainingLosses(_ run: URL) throws -> [Int: Double] {
+    let text = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+    var out: [Int: Double] = [:]
+    for line in text.split(separator: "\n") {
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+        if let loss = object["loss"] as? Double { out[object["step"] as! Int] = loss }
+    }
+    return out
+}
+
 /// Bit-for-bit equality of two weight arrays, reporting the first difference instead of the arrays.
 func assertSameBits(_ a: [UInt32], _ b: [UInt32], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(a.count, b.count, "\(what): sizes differ", file: file, line: line)

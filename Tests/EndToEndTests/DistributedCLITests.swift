@@ -14,15 +14,7 @@ final class DistributedCLITests: XCTestCase {
 
     private var recipe: String { root.appendingPathComponent("recipe.json").path }
 
-    private func losses(_ run: String) throws -> [Int: Double] {
-        let text = try String(contentsOf: root.appendingPathComponent(run).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-        var out: [Int: Double] = [:]
-        for line in text.split(separator: "\n") {
-            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            if let loss = object["loss"] as? Double { out[object["step"] as! Int] = loss }
-        }
-        return out
-    }
+    private func losses(_ run: String) throws -> [Int: Double] { try trainingLosses(root.appendingPathComponent(run)) }
 
     private func assertSameLosses(_ a: [Int: Double], _ b: [Int: Double], steps: Int, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(a.count, steps, file: file, line: line)
