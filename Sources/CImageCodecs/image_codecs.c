@@ -86,6 +86,34 @@ struct jpeg_failure {
     xt_image *image;
 };
 
+int xt_encode_png(const char *path, xt_image *image) {
+    FILE *file = fopen(path, "wb");
+    if (!file) {
+        snprintf(image->error, sizeof image->error, "cannot create (%s)", strerror(errno));
+        return 1;
+    }
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, image, png_error_to_jump, png_ignore_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info || setjmp(png_jmpbuf(png))) {
+        if (!png || !info) snprintf(image->error, sizeof image->error, "PNG: out of memory");
+        png_destroy_write_struct(&png, &info);
+        fclose(file);
+        return 1;
+    }
+    png_init_io(png, file);
+    png_set_IHDR(png, info, (png_uint_32)image->width, (png_uint_32)image->height, 8, PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < image->height; y++) png_write_row(png, image->pixels + (size_t)y * image->width * 3);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    if (fclose(file) != 0) {
+        snprintf(image->error, sizeof image->error, "write failed (%s)", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static void jpeg_error_to_jump(j_common_ptr info) {
     struct jpeg_failure *failure = (struct jpeg_failure *)info->err;
     char message[JMSG_LENGTH_MAX];

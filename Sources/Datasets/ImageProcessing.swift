@@ -28,6 +28,23 @@ public enum ImageProcessing {
         return RGBImage(width: Int(image.width), height: Int(image.height), pixels: Array(UnsafeBufferPointer(start: image.pixels, count: count)))
     }
 
+    /// Writes `image` as a PNG file (through a temporary file renamed into place).
+    public static func savePNG(_ image: RGBImage, to url: URL) throws {
+        let partial = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
+        var pixels = image.pixels
+        let status = pixels.withUnsafeMutableBufferPointer { buffer -> (Int32, String) in
+            var out = xt_image()
+            (out.width, out.height, out.pixels) = (Int32(image.width), Int32(image.height), buffer.baseAddress)
+            let status = xt_encode_png(partial.path, &out)
+            return (status, withUnsafeBytes(of: out.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
+        }
+        guard status.0 == 0 else {
+            try? FileManager.default.removeItem(at: partial)
+            throw DataError("\(url.path): \(status.1)")
+        }
+        guard rename(partial.path, url.path) == 0 else { throw DataError("\(url.path): cannot rename into place") }
+    }
+
     /// CLIP's preprocessing: resize so the short side is `side` (the long side to int(side * long / short))
     /// with bicubic filtering, then crop the centre `side` x `side` (offsets rounded down).
     public static func clipResizeAndCrop(_ image: RGBImage, side: Int = 224) -> RGBImage {

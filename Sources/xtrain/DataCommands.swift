@@ -117,6 +117,9 @@ struct DataInspect: ParsableCommand {
     @Option(help: "Which record to decode.")
     var sample = 0
 
+    @Option(help: ArgumentHelp("Also write the sample's images as PNG files PREFIX-1.png, PREFIX-2.png, ... (e.g. for xtrain generate --image).", valueName: "prefix"))
+    var saveImages: String?
+
     func run() throws {
         let dataset = try Dataset(URL(fileURLWithPath: directory))
         let index = dataset.index
@@ -145,6 +148,13 @@ struct DataInspect: ParsableCommand {
         print(text)
         let targets = dataset.tokenizer.render(zip(r.tokens, r.loss).filter { $0.1 }.map(\.0))
         print("loss targets: \(targets)")
+        if let prefix = saveImages {
+            for (i, image) in r.images.enumerated() {
+                let url = URL(fileURLWithPath: "\(prefix)-\(i + 1).png")
+                try ImageProcessing.savePNG(image, to: url)
+                print("wrote \(url.path)")
+            }
+        }
     }
 }
 

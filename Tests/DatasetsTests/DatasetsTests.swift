@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import Tensors
 import XCTest
 
 final class FormatTests: XCTestCase {
@@ -158,6 +159,14 @@ final class PrepareTests: XCTestCase {
             let worst = zip(ours.pixels, pillow.pixels).map { abs(Int($0) - Int($1)) }.max()!
             XCTAssertLessThanOrEqual(worst, 1, "\(name): differs from Pillow by up to \(worst) levels")
         }
+    }
+
+    func testSavedPNGReadsBackExactly() throws {
+        let image = ShapesScene(RandomStream(seed: 3, stream: 1), 5).render(side: 56)
+        let url = scratch.appendingPathComponent("scene.png")
+        try ImageProcessing.savePNG(image, to: url)
+        XCTAssertEqual(try ImageProcessing.load(url), image)
+        XCTAssertThrowsError(try ImageProcessing.savePNG(image, to: scratch.appendingPathComponent("missing/scene.png")))
     }
 
     private func writeJSONL(_ lines: [String]) throws -> URL {

@@ -19,4 +19,7 @@ int xt_decode_jpeg(const char *path, xt_image *image);
 
 void xt_image_free(xt_image *image);
 
+// Encodes image->pixels (8-bit RGB, width x height) as a PNG file at `path`; on failure sets image->error.
+int xt_encode_png(const char *path, xt_image *image);
+
 #endif
