@@ -23,7 +23,7 @@ public enum Plot {
         }
         var panels = [("loss", [loss, evalLoss].filter { !$0.points.isEmpty }), ("learning rate", rates.values.sorted { $0.name < $1.name })]
         if !tasks.isEmpty { panels.append(("task metrics (%)", tasks.values.sorted { $0.name < $1.name })) }
-        let (width, panelHeight) = (720.0, 240.0)
+        let (width, panelHeight) = (900.0, 240.0)
         var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(panelHeight * Double(panels.count) + 40))\" font-family=\"sans-serif\" font-size=\"11\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"20\" font-size=\"14\">\(escape(title))</text>\n"
         for (i, (name, series)) in panels.enumerated() {
@@ -38,7 +38,7 @@ public enum Plot {
         let all = series.flatMap(\.points)
         guard let minX = all.map(\.x).min(), let maxX = all.map(\.x).max(), let maxY = all.map(\.y).max() else { return "" }
         let minY = min(0, all.map(\.y).min()!)
-        let (left, right) = (60.0, width - 160)
+        let (left, right) = (60.0, width - 300)
         func px(_ x: Double) -> Double { left + (x - minX) / max(maxX - minX, 1e-12) * (right - left) }
         func py(_ y: Double) -> Double { top + height - (y - minY) / max(maxY - minY, 1e-12) * height }
         var out = "<text x=\"\(left)\" y=\"\(top - 6)\" font-size=\"12\">\(escape(title))</text>\n"
