@@ -68,7 +68,7 @@ final class RecipeTests: XCTestCase {
         try assertRejected("optimizer.lr.vision: the part is frozen", overrides: ["optimizer.lr.vision=1e-4"])
         try assertRejected("freeze[0]: 'vit' is not one of vision, sampler, decoder", overrides: ["freeze=[\"vit\"]"])
         try assertRejected("data.gradient_accumulation: 3 must be positive and divide data.batch_size 8", overrides: ["data.gradient_accumulation=3"])
-        try assertRejected("schedule.min_lr: 0.001 exceeds optimizer.lr", overrides: ["schedule.min_lr=1e-3"])
+        try assertRejected("schedule.min_lr: 0.002 exceeds optimizer.lr", overrides: ["schedule.min_lr=2e-3"])
         try assertRejected("schedule.decay: 'linear' is not one of cosine, constant", overrides: ["schedule.decay=linear"])
         try assertRejected("optimizer.betas: expected two numbers in [0, 1)", overrides: ["optimizer.betas=[0.9]"])
         try assertRejected("--set 'steps': expected key.path=value", overrides: ["steps"])
