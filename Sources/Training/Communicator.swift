@@ -89,5 +89,4 @@ public final class Communicator {
         communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         guard status == 0 else { throw TrainingError("rank \(rank): MPI reduction failed (error \(status))") }
     }
-
 }
