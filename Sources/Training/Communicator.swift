@@ -54,9 +54,11 @@ public final class Communicator {
         return out
     }
 
-    /// Throws unless every rank holds the same `value` (e.g. a hash of its weights).
-    public func expectAgreement(_ value: UInt64, _ what: String) throws {
+    /// Throws unless every rank holds the same `value` (e.g. a hash of its weights); a single process
+    /// never computes it.
+    public func expectAgreement(_ value: @autoclosure () -> UInt64, _ what: String) throws {
         guard size > 1 else { return }
+        let value = value()
         var low = [value], high = [value]
         try timed { xmpi_allreduce_min_u64(&low, 1) }
         try timed { xmpi_allreduce_max_u64(&high, 1) }
