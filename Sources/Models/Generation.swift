@@ -22,7 +22,9 @@ public final class Generator {
 
     /// Continues `prompt` (with `images` for its placeholders) until a `stop` token (included) or
     /// `maxTokens` new tokens. `cached: false` recomputes the whole sequence for every token instead.
-    public func generate(prompt: [Int32], images: Tensor?, maxTokens: Int, stop: Set<Int32>, sampling: Sampling = .greedy, cached: Bool = true) throws -> [Int32] {
+    /// `onToken` sees each new token as soon as it is chosen.
+    public func generate(prompt: [Int32], images: Tensor?, maxTokens: Int, stop: Set<Int32>, sampling: Sampling = .greedy, cached: Bool = true,
+                         onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
         let maxLength = model.config.textConfig.maxPositionEmbeddings
         guard !prompt.isEmpty, prompt.count < maxLength else {
             throw ModelError("generate: the prompt has \(prompt.count) tokens; it must be non-empty and shorter than max_position_embeddings \(maxLength)")
@@ -38,6 +40,7 @@ public final class Generator {
         while generated.count < maxTokens, prompt.count + generated.count < maxLength {
             let next = choose(logits, sampling, rng, index: generated.count)
             generated.append(next)
+            onToken(next)
             if stop.contains(next) { break }
             stepArena.reset()
             if let cache {

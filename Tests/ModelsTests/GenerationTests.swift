@@ -14,10 +14,12 @@ final class GenerationTests: XCTestCase {
     func testCachedAndUncachedGreedyDecodingAgree() throws {
         let (model, tokens, images) = try prompt()
         let generator = Generator(model: model)
-        let cached = try generator.generate(prompt: tokens, images: images, maxTokens: 12, stop: [])
+        var seen: [Int32] = []
+        let cached = try generator.generate(prompt: tokens, images: images, maxTokens: 12, stop: []) { seen.append($0) }
         let uncached = try generator.generate(prompt: tokens, images: images, maxTokens: 12, stop: [], cached: false)
         XCTAssertEqual(cached.count, 12)
         XCTAssertEqual(cached, uncached)
+        XCTAssertEqual(seen, cached, "onToken sees every token in order")
     }
 
     func testCachedAndUncachedSamplingAgreeAndStop() throws {
