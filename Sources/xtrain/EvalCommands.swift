@@ -94,18 +94,10 @@ struct Generate: ParsableCommand {
         let side = model.config.visionConfig.imageSize
         let images = try image.map { ImageProcessing.clipResizeAndCrop(try ImageProcessing.load(URL(fileURLWithPath: $0)), side: side) }
         let tokenizer = try data.map { try Dataset(URL(fileURLWithPath: $0)).tokenizer } ?? .byte
-        var builder = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: model.config.numQueryTokens)
-        builder.special(.bos, loss: false)
-        for i in images { builder.image(i) }
-        builder.special(.user, loss: false)
-        builder.text(": " + prompt, loss: false)
-        builder.special(.endOfUser, loss: false)
-        builder.text("\n", loss: false)
-        builder.special(.bot, loss: false)
-        builder.text(": ", loss: false)
+        let ids = conversationPrompt(prompt, images: images, tokenizer: tokenizer, queries: model.config.numQueryTokens)
         let sampling: Sampling = sample ? .sample(temperature: temperature, topK: topK, seed: seed) : .greedy
         let start = Date()
-        let tokens = try Generator(model: model).generate(prompt: builder.record.tokens, images: images.isEmpty ? nil : Loader.normalize(images, side: side),
+        let tokens = try Generator(model: model).generate(prompt: ids, images: images.isEmpty ? nil : Loader.normalize(images, side: side),
                                                           maxTokens: maxTokens, stop: [tokenizer.id(.endOfBot), tokenizer.id(.eos)],
                                                           sampling: sampling, cached: !noCache)
         let seconds = Date().timeIntervalSince(start)
@@ -113,6 +105,21 @@ struct Generate: ParsableCommand {
         FileHandle.standardError.write(String(format: "%d tokens in %.2f s (%.1f tokens/s, %@)\n", tokens.count, seconds, Double(tokens.count) / seconds,
                                               noCache ? "no cache" : "key/value cache").data(using: .utf8)!)
     }
+}
+
+/// The ids of the conversation template's prompt for `message` about `images`:
+/// <s>[images]<|User|>: MESSAGE<eou>\n<|Bot|>: .
+func conversationPrompt(_ message: String, images: [RGBImage], tokenizer: Tokenizer, queries: Int) -> [Int32] {
+    var builder = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: queries)
+    builder.special(.bos, loss: false)
+    for i in images { builder.image(i) }
+    builder.special(.user, loss: false)
+    builder.text(": " + message, loss: false)
+    builder.special(.endOfUser, loss: false)
+    builder.text("\n", loss: false)
+    builder.special(.bot, loss: false)
+    builder.text(": ", loss: false)
+    return builder.record.tokens
 }
 
 struct PlotCommand: ParsableCommand {
