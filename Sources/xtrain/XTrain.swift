@@ -10,8 +10,8 @@ struct XTrain: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure xtrain's speed: training steps (xtrain bench RECIPE), kernels against BLAS, the data path.",
-        subcommands: [BenchStep.self, BenchKernels.self, BenchData.self, BenchTokenizer.self],
+        abstract: "Measure xtrain's speed: training steps (xtrain bench RECIPE), kernels against BLAS, the data path, generation.",
+        subcommands: [BenchStep.self, BenchKernels.self, BenchData.self, BenchTokenizer.self, BenchGenerate.self],
         defaultSubcommand: BenchStep.self
     )
 }
