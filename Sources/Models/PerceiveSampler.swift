@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// The Perceive Sampler (BLIP-2's Q-Former, Hugging Face `Blip2QFormerModel`) and the projection into the
@@ -52,6 +53,48 @@ public final class PerceiveSampler {
         }
         projection = b.linear("language_projection", in: h, out: textHidden, bias: true)
         eps = Float(config.layerNormEps)
+    }
+
+    /// A spatial prior for a random sampler over a ViT with sin-cos positions: the Q = g x g query tokens
+    /// become the sin-cos embeddings of the centres of a g x g grid of cells over the image, and every
+    /// cross-attention's query and key projections read the H / (4 heads) highest sin-cos frequencies of x and
+    /// y, times `sharpness`. The query projection also rotates each head's phases so that heads 0-3 look
+    /// at the four quarters of the cell (the 2 x 2 patches of a cell two patches wide) and the others at
+    /// its centre: the logit of a head for patch p is sum_i cos(w_i (target - p)) over those frequencies.
+    /// The sampler so starts by reading every patch through some query instead of averaging the whole
+    /// image; values, outputs and everything else keep their random init.
+    func useGridQueries(imageGrid side: Int, sharpness: Float) throws {
+        let h = config.hiddenSize, heads = config.numAttentionHeads, quarter = h / 4, perHead = h / heads / 4
+        let grid = Int(Double(queries).squareRoot())
+        guard grid * grid == queries else { throw ModelError("grid queries need a square number of query tokens, got \(queries)") }
+        guard config.encoderHiddenSize == h, h % (4 * heads) == 0 else {
+            throw ModelError("grid queries need the ViT's width (\(config.encoderHiddenSize)) to equal the sampler's (\(h)), a multiple of 4 x \(heads) heads")
+        }
+        let cell = Double(side) / Double(grid)
+        for q in 0 ..< queries {
+            let centre = { (index: Int) in (Double(index) + 0.5) * cell - 0.5 }
+            sinCosPosition(x: centre(q % grid), y: centre(q / grid), into: queryTokens.value.data + q * h, width: h)
+        }
+        for layer in layers {
+            guard let cross = layer.crossAttention else { continue }
+            for (projection, shifted) in [(cross.query, true), (cross.key, false)] {
+                let w = projection.weight.value.data
+                w.update(repeating: 0, count: h * h)
+                // Output m of head k is component m / perHead (sin x, cos x, sin y, cos y) of frequency m % perHead,
+                // for the query shifted by the head's offset: sin(w(c + d)) = sin(wc) cos(wd) + cos(wc) sin(wd), and so on.
+                for out in 0 ..< h {
+                    let (k, m) = (out / (4 * perHead), out % (4 * perHead))
+                    let (component, i) = (m / perHead, m % perHead)
+                    let axis = component / 2, isCos = component % 2 == 1
+                    let offset = shifted && k < 4 ? (Double(axis == 0 ? k % 2 : k / 2) - 0.5) * cell / 2 : 0
+                    let (c, s) = (cos(sinCosFrequency(i, width: h) * offset), sin(sinCosFrequency(i, width: h) * offset))
+                    let sinIn = out * h + axis * 2 * quarter + i, cosIn = sinIn + quarter
+                    w[isCos ? cosIn : sinIn] = sharpness * Float(c)
+                    w[isCos ? sinIn : cosIn] = sharpness * Float(isCos ? -s : s)
+                }
+                projection.bias?.value.zero()
+            }
+        }
     }
 
     /// One attention block's saved tensors for n images: queries (n, Q, H), keys from Tk rows.

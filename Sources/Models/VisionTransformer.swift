@@ -44,23 +44,14 @@ public final class VisionTransformer {
         eps = Float(config.layerNormEps)
     }
 
-    /// Sets the position embeddings to MAE's fixed 2-D sine-cosine table: the class token's row is 0;
-    /// patch (row y, column x) gets [sin(x w_i), cos(x w_i), sin(y w_i), cos(y w_i)] with
-    /// w_i = 10000^(-i / (D/4)), i < D/4. A random ViT initialised so encodes where each patch is.
+    /// Sets the position embeddings to MAE's fixed 2-D sine-cosine table (`sinCosPosition`); the class
+    /// token's row is 0. A random ViT initialised so encodes where each patch is.
     func fillSinCosPositions() {
-        let d = config.hiddenSize, side = config.imageSize / config.patchSize, quarter = d / 4
-        precondition(d % 4 == 0, "sin-cos positions need a hidden size divisible by 4, got \(d)")
+        let d = config.hiddenSize, side = config.patchesPerSide
         let table = positionEmbedding.value.data
         table.update(repeating: 0, count: d)
         for patch in 0 ..< side * side {
-            let row = table + (1 + patch) * d
-            for (axis, coordinate) in [patch % side, patch / side].enumerated() {
-                for i in 0 ..< quarter {
-                    let angle = Double(coordinate) * pow(10000, -Double(i) / Double(quarter))
-                    row[axis * 2 * quarter + i] = Float(sin(angle))
-                    row[axis * 2 * quarter + quarter + i] = Float(cos(angle))
-                }
-            }
+            sinCosPosition(x: Double(patch % side), y: Double(patch / side), into: table + (1 + patch) * d, width: d)
         }
     }
 
@@ -201,5 +192,22 @@ public final class VisionTransformer {
         for i in 0 ..< n { dpatches.row(i).copy(from: dx.row(i).slice(1 ..< t)) }
         patchEmbedBackward(dimages: nil, dcols: nil, dweight: patchWeight.grad?.reshaped([d, 3 * config.patchSize * config.patchSize]),
                            dbias: patchBias.grad, dout: dpatches, cols: a.cols, weight: patchWeight.value.reshaped([d, 3 * config.patchSize * config.patchSize]), patch: config.patchSize)
+    }
+}
+
+/// Frequency i of a sin-cos position embedding of width D: w_i = 10000^(-i / (D/4)), i < D/4.
+func sinCosFrequency(_ i: Int, width d: Int) -> Double { pow(10000, -Double(i) / Double(d / 4)) }
+
+/// Writes MAE's 2-D sine-cosine embedding of the point (x, y), in patch units, into `row` (width D, a
+/// multiple of 4): [sin(x w_i), cos(x w_i), sin(y w_i), cos(y w_i)] for the D/4 frequencies w_i.
+func sinCosPosition(x: Double, y: Double, into row: UnsafeMutablePointer<Float>, width d: Int) {
+    precondition(d % 4 == 0, "sin-cos positions need a width divisible by 4, got \(d)")
+    let quarter = d / 4
+    for (axis, coordinate) in [x, y].enumerated() {
+        for i in 0 ..< quarter {
+            let angle = coordinate * sinCosFrequency(i, width: d)
+            row[axis * 2 * quarter + i] = Float(sin(angle))
+            row[axis * 2 * quarter + quarter + i] = Float(cos(angle))
+        }
     }
 }

@@ -83,6 +83,12 @@ public final class XComposer {
     /// Gives the ViT MAE's fixed 2-D sine-cosine position embeddings (a random-init option).
     public func useSinCosVisionPositions() { vision.fillSinCosPositions() }
 
+    /// Starts the sampler's queries on a grid over the image (`PerceiveSampler.useGridQueries`); meant
+    /// for a random model whose ViT has sin-cos positions.
+    public func useGridQueries(sharpness: Float) throws {
+        try sampler.useGridQueries(imageGrid: config.visionConfig.patchesPerSide, sharpness: sharpness)
+    }
+
     /// The same model with every adapter folded into its weight (W + scale B A) and no adapters: what
     /// Hugging Face loads. Without adapters, a plain copy.
     public func merged() -> XComposer {

@@ -14,6 +14,9 @@ public struct Recipe: Codable, Sendable {
         /// The random ViT's position embeddings: "learned" (normal, like every matrix) or "sincos" (MAE's
         /// fixed 2-D sine-cosine table, so that a frozen random ViT still says where each patch is).
         public var visionPositions: String?
+        /// When set, the random sampler's queries start on a grid over the image with cross-attention
+        /// focused around each grid cell, this sharp (`XComposer.useGridQueries`); needs sincos positions.
+        public var queryGrid: Double?
     }
 
     public struct Source: Codable, Sendable {
@@ -91,7 +94,7 @@ public struct Recipe: Codable, Sendable {
     static let schema: [String: Any] = [
         "description": true, "model": true, "steps": true, "freeze": true, "log_every": true, "seed": true,
         "lora": ["rank": true, "alpha": true, "dropout": true, "targets": true],
-        "init": ["from": true, "path": true, "std": true, "vision_positions": true],
+        "init": ["from": true, "path": true, "std": true, "vision_positions": true, "query_grid": true],
         "data": ["train": [["path": true, "weight": true]], "eval": [["path": true, "weight": true]],
                  "sequence_length": true, "batch_size": true, "gradient_accumulation": true],
         "optimizer": ["lr": ["vision": true, "sampler": true, "decoder": true, "lora": true], "betas": true, "eps": true,
@@ -210,6 +213,10 @@ public struct LoadedRecipe: Sendable {
         if let positions = r.`init`.visionPositions {
             try require(["learned", "sincos"].contains(positions), "init.vision_positions: '\(positions)' is not one of learned, sincos")
             try require(r.`init`.from == "random", "init.vision_positions: only applies when init.from is 'random'")
+        }
+        if let sharpness = r.`init`.queryGrid {
+            try require(sharpness > 0, "init.query_grid: must be positive, got \(sharpness)")
+            try require(r.`init`.visionPositions == "sincos", "init.query_grid: needs init.vision_positions 'sincos' (the grid is in their coordinates)")
         }
         try require(!r.data.train.isEmpty, "data.train: at least one dataset is needed")
         for (name, sources) in [("train", r.data.train), ("eval", r.data.eval ?? [])] {

@@ -111,6 +111,11 @@ public final class Trainer {
         case "random":
             initializeRandomly(model.parameters, rng: &rng, std: Float(r.`init`.std ?? 0.02))
             if r.`init`.visionPositions == "sincos" { model.useSinCosVisionPositions() }
+            if let sharpness = r.`init`.queryGrid {
+                do { try model.useGridQueries(sharpness: Float(sharpness)) } catch {
+                    throw TrainingError("\(recipe.url.path): init.query_grid: \(error) (model \(r.model))")
+                }
+            }
         case "huggingface":
             let directory = recipe.resolve(r.`init`.path!)
             try model.loadWeights(directory: directory)

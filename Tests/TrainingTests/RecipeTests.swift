@@ -23,6 +23,9 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(a.recipe.schedule.warmupSteps, 200)
         XCTAssertEqual(a.recipe.schedule.minLr, 1e-5)
         XCTAssertEqual(a.resolve(a.recipe.checkpoint.dir).lastPathComponent, "stageA")
+        for name in ["multitask.json", "instruct.json", "bench/stageA-all-trained.json", "bench/stageA-small.json"] {
+            XCTAssertNoThrow(try LoadedRecipe.load(recipes.appendingPathComponent(name)), name)
+        }
     }
 
     /// stageA.json with `edit` applied, written to the scratch folder.
@@ -74,6 +77,8 @@ final class RecipeTests: XCTestCase {
         try assertRejected("--set 'steps': expected key.path=value", overrides: ["steps"])
         try assertRejected("chekpoint: unknown field", overrides: ["chekpoint.every=5"])
         try assertRejected("init.vision_positions: 'rope' is not one of learned, sincos", overrides: ["init.vision_positions=rope"])
+        try assertRejected("init.query_grid: must be positive, got -1.0", overrides: ["init.query_grid=-1"])
+        try assertRejected("init.query_grid: needs init.vision_positions 'sincos'", overrides: ["init.vision_positions=learned", "init.query_grid=2"])
     }
 
     func testOverridesApply() throws {

@@ -1,0 +1,57 @@
+import Datasets
+import Foundation
+@testable import Models
+import Tensors
+@testable import Training
+import XCTest
+
+final class GridQueriesTests: XCTestCase {
+    private func tinyConfig() throws -> ModelConfig {
+        try ModelConfig.load(URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Recipes/models/tiny.json"))
+    }
+
+    /// Mean distance, in patches (max over x and y), between each query's grid cell centre and the patches
+    /// its first cross-attention looks at, over every image, head and query of the bundled tiny model.
+    private func meanAttentionDistance(sharpness: Float?) throws -> Double {
+        let config = try tinyConfig()
+        let model = XComposer(config: config, trainable: [])
+        var rng = RNG(seed: 1)
+        initializeRandomly(model.parameters, rng: &rng, std: 0.02)
+        model.useSinCosVisionPositions()
+        if let sharpness { try model.useGridQueries(sharpness: sharpness) }
+        let n = 2, v = config.visionConfig, side = v.patchesPerSide, grid = 8
+        let images = Loader.normalize((0 ..< n).map { ShapesScene(RandomStream(seed: 1, stream: 0), $0).render() }, side: v.imageSize)
+        let arena = Arena()
+        let vision = VisionTransformer.Activations(arena, images: n, v)
+        model.vision.forward(vision, images: images)
+        let sampler = PerceiveSampler.Activations(arena, images: n, imageTokens: v.tokens, model.sampler)
+        model.sampler.forward(sampler, imageEmbeddings: vision.post.out)
+        let probs = sampler.layers[0].crossAttention!.probs   // (n, heads, Q, T)
+        let heads = probs.shape[1], queries = probs.shape[2]
+        var distance = 0.0
+        for row in 0 ..< n * heads * queries {
+            let q = row % queries
+            let centre = (x: Double(q % grid) * 2 + 0.5, y: Double(q / grid) * 2 + 0.5)
+            for patch in 0 ..< side * side {
+                let d = max(abs(Double(patch % side) - centre.x), abs(Double(patch / side) - centre.y))
+                distance += Double(probs.data[row * v.tokens + 1 + patch]) * d
+            }
+        }
+        return distance / Double(n * heads * queries)
+    }
+
+    func testGridQueriesLookAroundTheirCell() throws {
+        let random = try meanAttentionDistance(sharpness: nil), grid = try meanAttentionDistance(sharpness: 2.5)
+        // Uniform attention over the 16 x 16 patches averages about 7.4 patches away; the grid prior about 1.5.
+        XCTAssertGreaterThan(random, 6.5)
+        XCTAssertLessThan(grid, 2.5)
+    }
+
+    func testGridQueriesRejectANonSquareQueryCount() throws {
+        var config = try tinyConfig()
+        config.numQueryTokens = 48
+        XCTAssertThrowsError(try XComposer(config: config, trainable: []).useGridQueries(sharpness: 2)) { error in
+            XCTAssert("\(error)".contains("a square number of query tokens, got 48"), "\(error)")
+        }
+    }
+}
