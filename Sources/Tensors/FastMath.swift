@@ -101,6 +101,24 @@ public func rowExpSum(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float
     return s
 }
 
+/// The sum of exp(x[j] - shift) for j < n.
+@inlinable
+public func rowExpSum(_ x: UnsafePointer<Float>, _ n: Int, shift: Float) -> Float {
+    var acc = Float16x(), j = 0
+    while j + 16 <= n { acc += fastExp(load16(x + j) - shift); j += 16 }
+    var s = acc.sum()
+    while j < n { s += fastExp(x[j] - shift); j += 1 }
+    return s
+}
+
+/// y[j] += k * exp(x[j] - shift) for j < n.
+@inlinable
+public func rowAddScaledExp(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, shift: Float, scale k: Float) {
+    var j = 0
+    while j + 16 <= n { store16(load16(y + j) + k * fastExp(load16(x + j) - shift), y + j); j += 16 }
+    while j < n { y[j] += k * fastExp(x[j] - shift); j += 1 }
+}
+
 /// y[j] *= k for j < n.
 @inlinable
 public func rowScale(_ y: UnsafeMutablePointer<Float>, _ n: Int, by k: Float) {

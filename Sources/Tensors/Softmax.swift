@@ -54,11 +54,8 @@ public func crossEntropyForward(losses: Tensor, logits: Tensor, targets: [Int32]
             for r in rows {
                 guard targets[r] != ignoreIndex else { losses.data[r] = 0; continue }
                 let x = logits.data + r * v
-                var m = -Float.infinity
-                for j in 0 ..< v { m = max(m, x[j]) }
-                var sum: Float = 0
-                for j in 0 ..< v { sum += fastExp(x[j] - m) }
-                losses.data[r] = (m + log(sum)) - x[Int(targets[r])]
+                let m = rowMax(x, v)
+                losses.data[r] = (m + log(rowExpSum(x, v, shift: m))) - x[Int(targets[r])]
             }
         }
     }
@@ -80,12 +77,8 @@ public func crossEntropyBackward(dlogits: Tensor, logits: Tensor, targets: [Int3
         Parallel.chunks(n, grain: max(1, 8192 / max(v, 1))) { rows in
             for r in rows where targets[r] != ignoreIndex {
                 let x = logits.data + r * v, dx = dlogits.data + r * v
-                var m = -Float.infinity
-                for j in 0 ..< v { m = max(m, x[j]) }
-                var sum: Float = 0
-                for j in 0 ..< v { sum += fastExp(x[j] - m) }
-                let k = scale / sum
-                for j in 0 ..< v { dx[j] += k * fastExp(x[j] - m) }
+                let m = rowMax(x, v)
+                rowAddScaledExp(dx, x, v, shift: m, scale: scale / rowExpSum(x, v, shift: m))
                 dx[Int(targets[r])] -= scale
             }
         }
