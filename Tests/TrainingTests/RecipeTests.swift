@@ -16,7 +16,7 @@ final class RecipeTests: XCTestCase {
     func testBundledRecipesValidate() throws {
         let a = try LoadedRecipe.load(recipes.appendingPathComponent("stageA.json"))
         XCTAssertEqual(a.recipe.frozenParts, [.vision])
-        XCTAssertEqual(a.recipe.peakLearningRates, [.sampler: 1e-3, .decoder: 1e-3])
+        XCTAssertEqual(a.recipe.peakLearningRates, [.sampler: 2e-4, .decoder: 1e-3])
         XCTAssertEqual(a.recipe.betas.0, 0.9)
         XCTAssertEqual(a.recipe.betas.1, 0.95)
         XCTAssertEqual(a.recipe.eps, 1e-8)

@@ -11,9 +11,11 @@ and mean-pooled (what one attention average over the quadrant gives). Prints hel
 33% for shape and 50% for size. Needs: pip install torch transformers scikit-learn
 """
 import argparse
+import warnings
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from transformers import Blip2ForConditionalGeneration
 
@@ -48,6 +50,7 @@ def main():
     parser.add_argument("--scenes", type=int, default=1200)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     scenes = [[(rng.integers(3), rng.integers(4), rng.integers(2), q, rng.integers(17) - 8, rng.integers(17) - 8)
