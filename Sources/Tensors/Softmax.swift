@@ -18,8 +18,7 @@ public func softmaxBackward(dinp: Tensor, dout: Tensor, out: Tensor) {
     Parallel.chunks(out.rows, grain: max(1, 8192 / max(c, 1))) { rows in
         for r in rows {
             let y = out.data + r * c, dy = dout.data + r * c, dx = dinp.data + r * c
-            var dot: Float = 0
-            for j in 0 ..< c { dot += y[j] * dy[j] }
+            let dot = rowDot(y, dy, c)
             for j in 0 ..< c { dx[j] += y[j] * (dy[j] - dot) }
         }
     }
@@ -28,12 +27,8 @@ public func softmaxBackward(dinp: Tensor, dout: Tensor, out: Tensor) {
 /// y (c) = softmax(x (c)); y may be x.
 @inlinable
 func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ c: Int) {
-    var m = -Float.infinity
-    for j in 0 ..< c { m = max(m, x[j]) }
-    var sum: Float = 0
-    for j in 0 ..< c { let e = fastExp(x[j] - m); y[j] = e; sum += e }
-    let inv = 1 / sum
-    for j in 0 ..< c { y[j] *= inv }
+    let sum = rowExpSum(y, x, c, shift: rowMax(x, c))
+    rowScale(y, c, by: 1 / sum)
 }
 
 /// The label value whose positions count for nothing (PyTorch's and Hugging Face's -100).
