@@ -62,8 +62,10 @@ public final class PerceiveSampler {
     /// at the four quarters of the cell (the 2 x 2 patches of a cell two patches wide) and the others at
     /// its centre: the logit of a head for patch p is sum_i cos(w_i (target - p)) over those frequencies.
     /// The sampler so starts by reading every patch through some query instead of averaging the whole
-    /// image; values, outputs and everything else keep their random init.
-    func useGridQueries(imageGrid side: Int, sharpness: Float) throws {
+    /// image. The cross-attention's value and output projections are redrawn with std 1/sqrt(H), so that
+    /// what a query reads reaches its token at the scale of the query itself (at a small std the token is
+    /// nearly its position alone); everything else keeps its random init.
+    func useGridQueries(imageGrid side: Int, sharpness: Float, rng: inout RNG) throws {
         let h = config.hiddenSize, heads = config.numAttentionHeads, quarter = h / 4, perHead = h / heads / 4
         let grid = Int(Double(queries).squareRoot())
         guard grid * grid == queries else { throw ModelError("grid queries need a square number of query tokens, got \(queries)") }
@@ -93,6 +95,9 @@ public final class PerceiveSampler {
                     w[isCos ? sinIn : cosIn] = sharpness * Float(isCos ? -s : s)
                 }
                 projection.bias?.value.zero()
+            }
+            for projection in [cross.value, cross.dense] {
+                rng.fillNormal(projection.weight.value, std: 1 / Float(projection.weight.value.shape[1]).squareRoot())
             }
         }
     }
