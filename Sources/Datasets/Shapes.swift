@@ -139,14 +139,15 @@ public enum ShapesDataset {
         Task(name: "text", train: 6000, eval: 200),
     ]
 
-    /// Generates every task's train and eval split (different seeds) for `queries` placeholders per
-    /// image; `scale` multiplies the sizes (tests use small ones). `progress` gets (dataset, records done).
-    /// `imageSide` other than 224 is for tests with small models.
-    public static func generate(root: URL, queries: Int, scale: Double = 1, seed: UInt64 = 1, imageSide: Int = ShapesScene.side,
-                                progress: (String, Int, Int) -> Void = { _, _, _ in }) throws {
+    /// Generates the `chosen` tasks' train and eval splits (different seeds; a task's records do not depend
+    /// on which others are chosen) for `queries` placeholders per image; `scale` multiplies the sizes (tests
+    /// use small ones). `progress` gets (dataset, records done). `imageSide` other than 224 is for tests
+    /// with small models.
+    public static func generate(root: URL, tasks chosen: [Task] = tasks, queries: Int, scale: Double = 1, seed: UInt64 = 1,
+                                imageSide: Int = ShapesScene.side, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws {
         let tokenizer = Tokenizer.byte
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        for (t, task) in tasks.enumerated() {
+        for (t, task) in tasks.enumerated() where chosen.contains(where: { $0.name == task.name }) {
             for (split, count, splitSeed) in [("train", task.train, seed), ("eval", task.eval, seed + 1000)] {
                 let n = max(1, Int(Double(count) * scale))
                 let name = "\(task.name)/\(split)"

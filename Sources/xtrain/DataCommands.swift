@@ -58,21 +58,23 @@ struct DataSynth: ParsableCommand {
     @Option(help: "Image side in pixels (224 for CLIP-sized models; smaller only for tests).")
     var imageSize = 224
 
-    @Flag(help: "Do nothing if every task's train and eval datasets are already there.")
+    @Flag(help: "Only make the tasks whose train and eval datasets are not there yet (the same records as a full run).")
     var ifMissing = false
 
     func run() throws {
         guard name == "shapes" else { throw ValidationError("unknown synthetic dataset '\(name)' (available: shapes)") }
         guard scale > 0, queries > 0 else { throw ValidationError("--scale and --queries must be positive") }
         let root = URL(fileURLWithPath: out)
-        if ifMissing, ShapesDataset.tasks.allSatisfy({ task in ["train", "eval"].allSatisfy {
+        let complete = { (task: ShapesDataset.Task) in ["train", "eval"].allSatisfy {
             FileManager.default.fileExists(atPath: root.appendingPathComponent("\(task.name)/\($0)/index.json").path)
-        } }) {
+        } }
+        let tasks = ifMissing ? ShapesDataset.tasks.filter { !complete($0) } : ShapesDataset.tasks
+        if tasks.isEmpty {
             print("\(out): already there")
             return
         }
         var progress: (name: String, bar: Progress)?
-        try ShapesDataset.generate(root: URL(fileURLWithPath: out), queries: queries, scale: scale, seed: seed, imageSide: imageSize) { dataset, done, total in
+        try ShapesDataset.generate(root: root, tasks: tasks, queries: queries, scale: scale, seed: seed, imageSide: imageSize) { dataset, done, total in
             if progress?.name != dataset {
                 progress?.bar.finish()
                 progress = (dataset, Progress("synth \(dataset)"))

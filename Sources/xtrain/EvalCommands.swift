@@ -8,7 +8,7 @@ import Training
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Held-out loss and task metrics (VQA exact match, caption attributes, image selection) of a checkpoint, beside chance.",
-        discussion: "Answers are generated greedily from each record's prompt. Example: xtrain eval Checkpoints/instruct/step-0000300.h5 --data Data/shapes/vqa/eval --data Data/shapes/captions/eval"
+        discussion: "Answers are generated greedily from each record's prompt. Example: xtrain eval Checkpoints/instruct/step-0000150.h5 --data Data/shapes/vqa/eval --data Data/shapes/captions/eval"
     )
 
     @Argument(help: "A checkpoint.")
@@ -56,7 +56,7 @@ struct Eval: ParsableCommand {
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Answer a prompt about images in the conversation template, with a key/value cache.",
-        discussion: "The prompt becomes <s>[images]<|User|>: PROMPT<eou>\\n<|Bot|>: and generation stops at <eob>. Example: xtrain generate Checkpoints/instruct/step-0000300.h5 --image cat.png --prompt 'What color is the circle?'"
+        discussion: "The prompt becomes <s>[images]<|User|>: PROMPT<eou>\\n<|Bot|>: and generation stops at <eob>. Example: xtrain generate Checkpoints/instruct/step-0000150.h5 --image cat.png --prompt 'What color is the circle?'"
     )
 
     @Argument(help: "A checkpoint.")
