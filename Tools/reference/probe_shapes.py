@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Linear probes: how much of each object's shape and size the frozen ViT and the Perceive Sampler pass on.
+"""Probes (linear, and a trained attention reader): how much of each object's shape and size the frozen ViT and the Perceive Sampler pass on.
 
     .build/release/xtrain export Checkpoints/stageA/step-0001000.h5 --out /tmp/stageA-hf
     python3 Tools/reference/probe_shapes.py /tmp/stageA-hf [--scenes 1200]
