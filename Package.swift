@@ -38,8 +38,11 @@ let package = Package(
         // to run on one process).
         .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
 
+        // Matrix products with bf16 operands and fp32 accumulation: Intel AMX tiles, else OpenBLAS.
+        .target(name: "CMatmul", dependencies: ["CBLAS"], cSettings: [.unsafeFlags(["-O3"])]),
+
         // Float32 tensors and hand-written forward/backward kernels.
-        .target(name: "Tensors", dependencies: ["CBLAS"], swiftSettings: cpuFlags),
+        .target(name: "Tensors", dependencies: ["CBLAS", "CMatmul"], swiftSettings: cpuFlags),
 
         // The model: ViT, Perceive Sampler, decoder; configs, parameter registry, safetensors.
         .target(name: "Models", dependencies: ["Tensors"], swiftSettings: cpuFlags),
@@ -60,7 +63,7 @@ let package = Package(
             swiftSettings: cpuFlags
         ),
 
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CMatmul"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Datasets", "Tensors"]),

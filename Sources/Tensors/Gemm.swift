@@ -1,6 +1,22 @@
 import CBLAS
+import CMatmul
 
-/// `C = alpha * op(A) * op(B) + beta * C` in row-major layout, one OpenBLAS call on the calling thread.
+/// The arithmetic of every matrix product: float32 throughout, or bfloat16 operands with float32
+/// accumulation (mixed precision; Intel AMX tiles where the CPU has them, see `Matmul.usesAMX`).
+public enum MatmulPrecision: String, Sendable, CaseIterable {
+    case fp32, bf16
+}
+
+public enum Matmul {
+    /// The precision `gemm` uses; set it before training, not while kernels run.
+    nonisolated(unsafe) public static var precision = MatmulPrecision.fp32
+
+    /// Whether bf16 products run on AMX tiles (else on OpenBLAS with rounded operands, slower than fp32).
+    public static var usesAMX: Bool { xt_bf16_amx_available() != 0 }
+}
+
+/// `C = alpha * op(A) * op(B) + beta * C` in row-major layout, one call on the calling thread: OpenBLAS's
+/// sgemm, or the bf16 kernel when `Matmul.precision` is `.bf16`.
 /// op(A) is (m, k), op(B) is (k, n), C is (m, n); `lda`, `ldb`, `ldc` are the row strides as stored.
 @inlinable
 public func gemm(
@@ -9,11 +25,16 @@ public func gemm(
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     guard m > 0, n > 0 else { return }
+    if Matmul.precision == .bf16 {
+        xt_gemm_bf16(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
+                     beta, c, Int32(ldc), 0)
+        return
+    }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
-/// `gemm` with the rows of C split over `Parallel.threads` (each chunk a single-threaded BLAS call).
+/// `gemm` with the rows of C split over `Parallel.threads` (each chunk a single-threaded call).
 /// The split depends only on the sizes, so results are bit-identical run after run.
 public func parallelGemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,

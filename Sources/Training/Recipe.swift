@@ -89,10 +89,13 @@ public struct Recipe: Codable, Sendable {
     public var eval: EvalSpec?
     public var logEvery: Int?
     public var seed: UInt64
+    /// The arithmetic of the matrix products: "fp32" (the default) or "bf16" (bf16 operands, fp32
+    /// accumulation; weights, optimizer state and every other kernel stay fp32).
+    public var precision: String?
 
     /// The recipe's allowed keys, to name a typo's JSON path instead of ignoring it.
     static let schema: [String: Any] = [
-        "description": true, "model": true, "steps": true, "freeze": true, "log_every": true, "seed": true,
+        "description": true, "model": true, "steps": true, "freeze": true, "log_every": true, "seed": true, "precision": true,
         "lora": ["rank": true, "alpha": true, "dropout": true, "targets": true],
         "init": ["from": true, "path": true, "std": true, "vision_positions": true, "query_grid": true],
         "data": ["train": [["path": true, "weight": true]], "eval": [["path": true, "weight": true]],
@@ -108,6 +111,7 @@ public struct Recipe: Codable, Sendable {
     public var betas: (Double, Double) { (optimizer.betas?[0] ?? 0.9, optimizer.betas?[1] ?? 0.95) }
     public var eps: Double { optimizer.eps ?? 1e-8 }
     public var weightDecay: Double { optimizer.weightDecay ?? 0 }
+    public var matmulPrecision: MatmulPrecision { precision.flatMap(MatmulPrecision.init(rawValue:)) ?? .fp32 }
     public var frozenParts: Set<ModelPart> { Set((freeze ?? []).compactMap(ModelPart.init(rawValue:))) }
 
     /// The parts that train: vision, sampler and decoder unless frozen, and the adapters when there are any.
@@ -266,6 +270,9 @@ public struct LoadedRecipe: Sendable {
             try require(!(r.data.eval ?? []).isEmpty, "data.eval: needed when eval is set")
         }
         if let every = r.logEvery { try require(every > 0, "log_every: must be positive") }
+        if let precision = r.precision {
+            try require(MatmulPrecision(rawValue: precision) != nil, "precision: '\(precision)' is not one of fp32, bf16")
+        }
     }
 }
 

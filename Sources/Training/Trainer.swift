@@ -38,6 +38,7 @@ public final class Trainer {
         self.world = world
         self.log = log
         runDirectory = loaded.resolve(r.checkpoint.dir)
+        Matmul.precision = r.matmulPrecision
         let config = try Trainer.modelConfig(loaded)
         model = XComposer(config: config, trainable: r.trainableParts, lora: r.loraConfig)
         optimizer = AdamW(parameters: model.parameters, beta1: r.betas.0, beta2: r.betas.1, eps: r.eps, weightDecay: r.weightDecay)

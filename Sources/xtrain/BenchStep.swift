@@ -23,10 +23,13 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Timed steps.")
     var steps = 10
 
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a recipe field, e.g. --set precision=bf16 (repeatable).", valueName: "key.path=value"))
+    var overrides: [String] = []
+
     func run() throws {
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("xtrain-bench-step-\(getpid())")
         defer { try? FileManager.default.removeItem(at: run) }
-        let loaded = try LoadedRecipe.load(URL(fileURLWithPath: recipe), overrides: ["checkpoint.dir=\(run.path)"])
+        let loaded = try LoadedRecipe.load(URL(fileURLWithPath: recipe), overrides: overrides + ["checkpoint.dir=\(run.path)"])
         let trainer = try Trainer(recipe: loaded, resume: .no, log: { _ in })
         let r = loaded.recipe, model = trainer.model, config = model.config
         let (b, t) = (r.data.batchSize / r.gradientAccumulation, r.data.sequenceLength)
@@ -42,13 +45,18 @@ struct BenchStep: ParsableCommand {
         let step = times.sorted()[times.count / 2]
         let flops = FlopCount(config: config, trainable: model.trainable, lora: model.lora, batch: b, length: t, images: b).total * Double(r.gradientAccumulation)
         let peak = sgemmPeak()
+        let bf16Peak = Matmul.precision == .bf16 ? bf16GemmPeak() : nil
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let sequences = Double(r.data.batchSize)
-        print("recipe \(recipe): \(model.trainable.map(\.rawValue).sorted().joined(separator: ", ")) trained; \(r.gradientAccumulation) x \(b) sequences of \(t) tokens, one image each; \(Parallel.threads) threads")
+        let products = Matmul.precision == .fp32 ? "fp32 products" : "bf16 products on \(Matmul.usesAMX ? "AMX" : "OpenBLAS (no AMX)")"
+        print("recipe \(recipe): \(model.trainable.map(\.rawValue).sorted().joined(separator: ", ")) trained; \(r.gradientAccumulation) x \(b) sequences of \(t) tokens, one image each; \(Parallel.threads) threads; \(products)")
         print(String(format: "step %.1f ms (median of %d) | %.0f tokens/s | %.1f samples/s | peak RSS %.0f MiB | %.2f GFLOP/step = %.1f GFLOP/s | sgemm peak %.1f GFLOP/s | MFU %.1f%%",
                      step * 1e3, steps, sequences * Double(t) / step, sequences / step, Double(usage.ru_maxrss) / 1024,
                      flops * 1e-9, flops / step * 1e-9, peak * 1e-9, 100 * flops / step / peak))
+        if let bf16Peak {
+            print(String(format: "bf16 GEMM peak %.1f GFLOP/s | MFU %.1f%% of it", bf16Peak * 1e-9, 100 * flops / step / bf16Peak))
+        }
     }
 
     /// One micro-batch: <s>, one image's placeholders, then random byte tokens; every text token labelled.
@@ -66,6 +74,22 @@ struct BenchStep: ParsableCommand {
         let images = Tensor(zeros: [b, 3, c.visionConfig.imageSize, c.visionConfig.imageSize])
         rng.fillNormal(images, std: 1)
         return Batch(batchSize: b, sequenceLength: t, tokens: tokens, labels: labels, images: images)
+    }
+
+    /// The best of three 2048^3 bf16 products, their rows split over our threads, in FLOP/s.
+    private func bf16GemmPeak() -> Double {
+        let n = 2048
+        let a = Tensor(zeros: [n, n]), bm = Tensor(zeros: [n, n]), c = Tensor(zeros: [n, n])
+        var rng = RNG(seed: 9)
+        rng.fillNormal(a, std: 1)
+        rng.fillNormal(bm, std: 1)
+        var best = Double.infinity
+        for _ in 0 ..< 3 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            parallelGemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.data, lda: n, b: bm.data, ldb: n, beta: 0, c: c.data, ldc: n)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        return 2 * Double(n * n * n) / best
     }
 
     /// The best of three 2048^3 sgemm calls threaded by OpenBLAS over all our threads, in FLOP/s.

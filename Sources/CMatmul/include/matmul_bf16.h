@@ -1,0 +1,27 @@
+#ifndef XTRAIN_MATMUL_BF16_H
+#define XTRAIN_MATMUL_BF16_H
+
+// Matrix products with bfloat16 operands and float32 accumulation (mixed precision), row-major like
+// cblas_sgemm: C = alpha * op(A) op(B) + beta * C, op(A) (m, k), op(B) (k, n), C (m, n). Each operand
+// element is rounded to bf16 (nearest, ties to even) and every product is summed in float32.
+//
+// On CPUs with AMX (Intel Sapphire Rapids and later) the products run on the tile unit; elsewhere the
+// operands are rounded into float32 copies and multiplied by OpenBLAS's sgemm. Either way one C element
+// depends only on its row of op(A), its column of op(B) and k, never on m, n or the thread: results are
+// bit-identical however the rows or columns are split. Packing buffers are per thread and grow only.
+
+#include <stdint.h>
+
+/// 1 if the AMX path is in use (the CPU has AMX-BF16 and the kernel granted tile data), else 0.
+int xt_bf16_amx_available(void);
+
+/// C = alpha * op(A) op(B) + beta * C with bf16 operands; with beta == 0, C is not read.
+/// force_portable = 1 takes the OpenBLAS path even where AMX exists (for tests).
+void xt_gemm_bf16(int trans_a, int trans_b, int m, int n, int k,
+                  float alpha, const float *a, int lda, const float *b, int ldb,
+                  float beta, float *c, int ldc, int force_portable);
+
+/// x rounded to bfloat16 (nearest, ties to even) and back to float32.
+float xt_round_bf16(float x);
+
+#endif

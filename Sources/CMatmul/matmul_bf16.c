@@ -1,0 +1,306 @@
+// bf16 x bf16 -> fp32 matrix products on Intel AMX, with an OpenBLAS fallback.
+//
+// AMX path: op(A) is packed into 16-row x 32-column bf16 tiles, op(B) into 32 x 16 tiles in the VNNI
+// layout (row r holds the pairs (op(B)[2r][j], op(B)[2r+1][j]) for j = 0..15), both zero-padded to
+// multiples of 32 rows and columns and of 32 in k. Each 32 x 32 block of C is four accumulator tiles
+// that stay in the tile registers over the whole k loop (two A tiles, two B tiles, four TDPBF16PS per
+// 32 k), then C = alpha * block + beta * C.
+
+#include "matmul_bf16.h"
+
+#include <cblas.h>
+#include <cpuid.h>
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define TILE_BF16 512          // one 16 x 32 tile of bf16 (1 KiB)
+
+// ---------------------------------------------------------------------------------------------------
+// Per-thread packing buffers: grown on demand, reused by every later call on the thread.
+
+typedef struct { void *data; size_t capacity; } Buffer;
+typedef struct { Buffer a, b; } Scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p) {
+    Scratch *s = p;
+    free(s->a.data);
+    free(s->b.data);
+    free(s);
+}
+
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+static Scratch *thread_scratch(void) {
+    pthread_once(&scratch_once, scratch_init);
+    Scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s || pthread_setspecific(scratch_key, s) != 0) abort();
+    }
+    return s;
+}
+
+static void *reserve(Buffer *buffer, size_t bytes) {
+    if (bytes > buffer->capacity) {
+        free(buffer->data);
+        size_t rounded = (bytes + 63) & ~(size_t)63;
+        buffer->data = aligned_alloc(64, rounded);
+        if (!buffer->data) abort();
+        buffer->capacity = rounded;
+    }
+    return buffer->data;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// CPU support: AMX-TILE, AMX-BF16 and AVX512-BF16 in CPUID, and Linux's permission to use tile data.
+
+static int amx_usable;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_detect(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+    int avx512 = (b >> 16) & (b >> 30) & 1;              // AVX512F, AVX512BW
+    int amx = (d >> 22) & (d >> 24) & 1;                 // AMX-BF16, AMX-TILE
+    if (!avx512 || !amx || !__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1)) return;  // AVX512-BF16
+    amx_usable = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+int xt_bf16_amx_available(void) {
+    pthread_once(&amx_once, amx_detect);
+    return amx_usable;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Packing (AVX-512 BF16).
+
+#define PACK_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+static inline int clamp16(int count) { return count < 0 ? 0 : count > 16 ? 16 : count; }
+
+/// Up to 16 floats from p (count of them, the rest zero).
+PACK_TARGET static inline __m512 load16(const float *p, int count) {
+    count = clamp16(count);
+    return count == 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << count) - 1), p);
+}
+
+/// 32 bf16 in order: lo's 16 floats, then hi's.
+PACK_TARGET static inline __m512i bf16_concat(__m512 lo, __m512 hi) {
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+/// 16 32-bit lanes, lane j the bf16 pair (even[j], odd[j]).
+PACK_TARGET static inline __m512i bf16_pairs(__m512 even, __m512 odd) {
+    static const short interleave[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                         8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    return _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave), bf16_concat(even, odd));
+}
+
+/// Stores the 16 x 16 transpose of the 32-bit lanes of `rows` as 16 rows of 64 bytes at dst.
+PACK_TARGET static inline void store_transposed(const __m512i rows[16], uint16_t *dst) {
+    uint32_t in[16][16] __attribute__((aligned(64)));
+    uint32_t out[16][16] __attribute__((aligned(64)));
+    for (int r = 0; r < 16; r++) _mm512_store_si512(in[r], rows[r]);
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) out[c][r] = in[r][c];
+    memcpy(dst, out, sizeof out);
+}
+
+/// Packs op(A) (m, k) into tiles [strip][k block], each 16 rows of 32 bf16; strips and k blocks beyond
+/// m and k are zero.
+PACK_TARGET static void pack_a(int trans, int m, int k, const float *a, int lda, uint16_t *dst, int strips, int kblocks) {
+    for (int s = 0; s < strips; s++) {
+        for (int kb = 0; kb < kblocks; kb++) {
+            uint16_t *tile = dst + ((size_t)s * kblocks + kb) * TILE_BF16;
+            int i0 = s * 16, p0 = kb * 32;
+            if (!trans) {   // row i of op(A) is row i of A
+                for (int r = 0; r < 16; r++) {
+                    int i = i0 + r;
+                    __m512i row = _mm512_setzero_si512();
+                    if (i < m) {
+                        const float *src = a + (size_t)i * lda + p0;
+                        row = bf16_concat(load16(src, k - p0), load16(src + 16, k - p0 - 16));
+                    }
+                    _mm512_storeu_si512(tile + r * 32, row);
+                }
+            } else {        // row i of op(A) is column i of A: pair rows p, p+1 of A, then transpose
+                __m512i pairs[16];
+                for (int t = 0; t < 16; t++) {
+                    int p = p0 + 2 * t;
+                    __m512 even = p < k ? load16(a + (size_t)p * lda + i0, m - i0) : _mm512_setzero_ps();
+                    __m512 odd = p + 1 < k ? load16(a + (size_t)(p + 1) * lda + i0, m - i0) : _mm512_setzero_ps();
+                    pairs[t] = bf16_pairs(even, odd);
+                }
+                store_transposed(pairs, tile);
+            }
+        }
+    }
+}
+
+/// Packs op(B) (k, n) into VNNI tiles [panel][k block], each 16 rows of 16 bf16 pairs; panels and k
+/// blocks beyond n and k are zero.
+PACK_TARGET static void pack_b(int trans, int k, int n, const float *b, int ldb, uint16_t *dst, int panels, int kblocks) {
+    for (int q = 0; q < panels; q++) {
+        for (int kb = 0; kb < kblocks; kb++) {
+            uint16_t *tile = dst + ((size_t)q * kblocks + kb) * TILE_BF16;
+            int j0 = q * 16, p0 = kb * 32;
+            if (!trans) {   // row p of op(B) is row p of B: rows p, p+1 interleave into one tile row
+                for (int t = 0; t < 16; t++) {
+                    int p = p0 + 2 * t;
+                    __m512 even = p < k ? load16(b + (size_t)p * ldb + j0, n - j0) : _mm512_setzero_ps();
+                    __m512 odd = p + 1 < k ? load16(b + (size_t)(p + 1) * ldb + j0, n - j0) : _mm512_setzero_ps();
+                    _mm512_storeu_si512(tile + t * 32, bf16_pairs(even, odd));
+                }
+            } else {        // column j of op(B) is row j of B: its 32 k values are 16 pairs, then transpose
+                __m512i columns[16];
+                for (int c = 0; c < 16; c++) {
+                    int j = j0 + c;
+                    columns[c] = _mm512_setzero_si512();
+                    if (j < n) {
+                        const float *src = b + (size_t)j * ldb + p0;
+                        columns[c] = bf16_concat(load16(src, k - p0), load16(src + 16, k - p0 - 16));
+                    }
+                }
+                store_transposed(columns, tile);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The tile loop.
+
+#define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16")))
+
+typedef struct {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t bytes_per_row[16];
+    uint8_t rows[16];
+} TileConfig;
+
+/// Eight tiles of 16 rows x 64 bytes: 0-3 accumulators, 4-5 A, 6-7 B.
+AMX_TARGET static void configure_tiles(void) {
+    TileConfig config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.rows[t] = 16;
+        config.bytes_per_row[t] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+/// c[0..<rows, 0..<cols] = alpha * block + beta * c, block a 32 x 32 float array.
+AMX_TARGET static inline void write_block(const float *block, int rows, int cols, float alpha, float beta, float *c, int ldc) {
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < rows; r++) {
+        for (int h = 0; h < 2; h++) {
+            int count = clamp16(cols - 16 * h);
+            if (count == 0) break;
+            __mmask16 mask = (__mmask16)((1u << count) - 1);
+            float *dst = c + (size_t)r * ldc + 16 * h;
+            __m512 v = _mm512_mul_ps(va, _mm512_load_ps(block + r * 32 + 16 * h));
+            if (beta != 0) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, dst), v);
+            _mm512_mask_storeu_ps(dst, mask, v);
+        }
+    }
+}
+
+AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                                const float *b, int ldb, float beta, float *c, int ldc) {
+    int strips = (m + 31) / 32 * 2, panels = (n + 31) / 32 * 2, kblocks = (k + 31) / 32;
+    Scratch *scratch = thread_scratch();
+    uint16_t *pa = reserve(&scratch->a, (size_t)strips * kblocks * TILE_BF16 * sizeof(uint16_t));
+    uint16_t *pb = reserve(&scratch->b, (size_t)panels * kblocks * TILE_BF16 * sizeof(uint16_t));
+    pack_a(trans_a, m, k, a, lda, pa, strips, kblocks);
+    pack_b(trans_b, k, n, b, ldb, pb, panels, kblocks);
+    configure_tiles();
+
+    float block[32 * 32] __attribute__((aligned(64)));
+    // B panels in groups of at most 512 KiB, so that a group stays in L2 while every strip of A passes.
+    int group = (512 * 1024) / (kblocks * TILE_BF16 * 2);
+    group = group < 2 ? 2 : group & ~1;
+    for (int q0 = 0; q0 < panels; q0 += group) {
+        int q1 = q0 + group < panels ? q0 + group : panels;
+        for (int s = 0; s < strips; s += 2) {
+            const uint16_t *a0 = pa + (size_t)s * kblocks * TILE_BF16, *a1 = a0 + (size_t)kblocks * TILE_BF16;
+            for (int q = q0; q < q1; q += 2) {
+                const uint16_t *b0 = pb + (size_t)q * kblocks * TILE_BF16, *b1 = b0 + (size_t)kblocks * TILE_BF16;
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int kb = 0; kb < kblocks; kb++) {
+                    _tile_loadd(4, a0 + (size_t)kb * TILE_BF16, 64);
+                    _tile_loadd(5, a1 + (size_t)kb * TILE_BF16, 64);
+                    _tile_loadd(6, b0 + (size_t)kb * TILE_BF16, 64);
+                    _tile_loadd(7, b1 + (size_t)kb * TILE_BF16, 64);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 4, 7);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
+                _tile_stored(0, block, 128);
+                _tile_stored(1, block + 16, 128);
+                _tile_stored(2, block + 16 * 32, 128);
+                _tile_stored(3, block + 16 * 32 + 16, 128);
+                int i0 = s * 16, j0 = q * 16;
+                int rows = m - i0 < 32 ? m - i0 : 32, cols = n - j0 < 32 ? n - j0 : 32;
+                if (rows > 0 && cols > 0) write_block(block, rows, cols, alpha, beta, c + (size_t)i0 * ldc + j0, ldc);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Portable path: operands rounded into float32 copies, then sgemm.
+
+float xt_round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return x;   // NaN stays NaN
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/// dst (rows, cols) row-major = op(src) rounded to bf16, op(src) being src or its transpose.
+static void round_copy(int trans, int rows, int cols, const float *src, int ld, float *dst) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)r * cols + c] = xt_round_bf16(trans ? src[(size_t)c * ld + r] : src[(size_t)r * ld + c]);
+}
+
+static void portable_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                          const float *b, int ldb, float beta, float *c, int ldc) {
+    Scratch *scratch = thread_scratch();
+    float *ra = reserve(&scratch->a, (size_t)m * k * sizeof(float));
+    float *rb = reserve(&scratch->b, (size_t)k * n * sizeof(float));
+    round_copy(trans_a, m, k, a, lda, ra);
+    round_copy(trans_b, k, n, b, ldb, rb);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, ra, k, rb, n, beta, c, ldc);
+}
+
+void xt_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc, int force_portable) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {   // an empty sum: C = beta * C
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * c[(size_t)i * ldc + j];
+        return;
+    }
+    if (!force_portable && xt_bf16_amx_available())
+        amx_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else
+        portable_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}

@@ -1,0 +1,91 @@
+import CMatmul
+import Foundation
+import Tensors
+import XCTest
+
+/// The bf16 matrix product (AMX tiles and the portable OpenBLAS path) against a Double reference of the
+/// rounded operands, over edge sizes, transposes, strides, alpha and beta.
+final class MatmulBF16Tests: XCTestCase {
+    struct Case {
+        var m, n, k: Int
+        var transA, transB: Bool
+        var alpha, beta: Float
+    }
+
+    /// Runs one product on operands stored with 3 spare columns per row and checks every element.
+    private func check(_ t: Case, portable: Bool, file: StaticString = #filePath, line: UInt = #line) {
+        let (aRows, aCols) = t.transA ? (t.k, t.m) : (t.m, t.k)
+        let (bRows, bCols) = t.transB ? (t.n, t.k) : (t.k, t.n)
+        let (lda, ldb, ldc) = (aCols + 3, bCols + 3, t.n + 3)
+        let a = randomTensor([aRows, lda], seed: UInt64(t.m * 131 + t.k), low: -2, high: 2)
+        let b = randomTensor([bRows, ldb], seed: UInt64(t.n * 17 + t.k), low: -2, high: 2)
+        let c = randomTensor([t.m, ldc], seed: 5)
+        if t.beta == 0 { c.data.update(repeating: .nan, count: c.count) }   // beta = 0 must not read C
+        let c0 = c.array
+        xt_gemm_bf16(t.transA ? 1 : 0, t.transB ? 1 : 0, Int32(t.m), Int32(t.n), Int32(t.k), t.alpha, a.data, Int32(lda),
+                     b.data, Int32(ldb), t.beta, c.data, Int32(ldc), portable ? 1 : 0)
+        func opA(_ i: Int, _ p: Int) -> Double { Double(xt_round_bf16(t.transA ? a.data[p * lda + i] : a.data[i * lda + p])) }
+        func opB(_ p: Int, _ j: Int) -> Double { Double(xt_round_bf16(t.transB ? b.data[j * ldb + p] : b.data[p * ldb + j])) }
+        var worst = 0.0
+        for i in 0 ..< t.m {
+            for j in 0 ..< t.n {
+                var sum = 0.0, size = 0.0
+                for p in 0 ..< t.k {
+                    sum += opA(i, p) * opB(p, j)
+                    size += abs(opA(i, p) * opB(p, j))
+                }
+                let old = t.beta == 0 ? 0 : Double(c0[i * ldc + j])
+                let expected = Double(t.alpha) * sum + Double(t.beta) * old
+                let error = abs(Double(c.data[i * ldc + j]) - expected) / (size + abs(old) + 1e-30)
+                worst = max(worst, error.isNaN ? .infinity : error)
+            }
+            for j in t.n ..< ldc { XCTAssertEqual(c.data[i * ldc + j].bitPattern, c0[i * ldc + j].bitPattern, "column \(j) beyond n was written", file: file, line: line) }
+        }
+        XCTAssertLessThan(worst, 1e-5, "\(t) portable: \(portable)", file: file, line: line)
+    }
+
+    private var cases: [Case] {
+        var all: [Case] = []
+        for (m, n, k) in [(1, 1, 1), (16, 16, 32), (17, 33, 45), (40, 7, 70), (5, 50, 257), (64, 96, 32), (70, 40, 100)] {
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    all.append(Case(m: m, n: n, k: k, transA: transA, transB: transB, alpha: 1, beta: 0))
+                }
+            }
+            all.append(Case(m: m, n: n, k: k, transA: false, transB: true, alpha: 0.7, beta: 1))
+            all.append(Case(m: m, n: n, k: k, transA: true, transB: false, alpha: -1.5, beta: 0.25))
+        }
+        return all
+    }
+
+    func testAMXMatchesTheRoundedOperands() throws {
+        try XCTSkipUnless(xt_bf16_amx_available() != 0, "this CPU has no AMX-BF16")
+        for t in cases { check(t, portable: false) }
+    }
+
+    func testPortablePathMatchesTheRoundedOperands() {
+        for t in cases { check(t, portable: true) }
+    }
+
+    /// One element depends only on its row, its column and k: splitting the rows over calls changes no bit.
+    func testRowSplitsAreBitIdentical() throws {
+        try XCTSkipUnless(xt_bf16_amx_available() != 0, "this CPU has no AMX-BF16")
+        let (m, n, k) = (75, 70, 90)
+        let a = randomTensor([m, k], seed: 1), b = randomTensor([n, k], seed: 2)
+        let whole = Tensor(zeros: [m, n]), split = Tensor(zeros: [m, n])
+        xt_gemm_bf16(0, 1, Int32(m), Int32(n), Int32(k), 1, a.data, Int32(k), b.data, Int32(k), 0, whole.data, Int32(n), 0)
+        for rows in [0 ..< 13, 13 ..< 48, 48 ..< 75] {
+            xt_gemm_bf16(0, 1, Int32(rows.count), Int32(n), Int32(k), 1, a.data + rows.lowerBound * k, Int32(k), b.data, Int32(k),
+                         0, split.data + rows.lowerBound * n, Int32(n), 0)
+        }
+        XCTAssertEqual(whole.array.map(\.bitPattern), split.array.map(\.bitPattern))
+    }
+
+    func testRoundingIsToNearestEven() {
+        XCTAssertEqual(xt_round_bf16(1 + 1.0 / 256), 1)                    // halfway, even neighbour below
+        XCTAssertEqual(xt_round_bf16(1 + 3.0 / 256), 1 + 4.0 / 256)        // halfway, even neighbour above
+        XCTAssertEqual(xt_round_bf16(1 + 1.5 / 256), 1 + 2.0 / 256)
+        XCTAssertTrue(xt_round_bf16(.nan).isNaN)
+        XCTAssertEqual(xt_round_bf16(.infinity), .infinity)
+    }
+}
