@@ -106,7 +106,7 @@ PACK_TARGET static inline __m512i bf16_pairs(__m512 even, __m512 odd) {
 }
 
 /// Stores the 16 x 16 transpose of the 32-bit lanes of `rows` as 16 rows of 64 bytes at dst.
-PACK_TARGET static inline void store_transposed(const __m512i rows[16], uint16_t *dst) {
+__attribute__((noinline)) PACK_TARGET static void store_transposed(const __m512i rows[16], uint16_t *dst) {
     uint32_t in[16][16] __attribute__((aligned(64)));
     uint32_t out[16][16] __attribute__((aligned(64)));
     for (int r = 0; r < 16; r++) _mm512_store_si512(in[r], rows[r]);
@@ -117,7 +117,7 @@ PACK_TARGET static inline void store_transposed(const __m512i rows[16], uint16_t
 
 /// Packs op(A) (m, k) into tiles [strip][k block], each 16 rows of 32 bf16; strips and k blocks beyond
 /// m and k are zero.
-PACK_TARGET static void pack_a(int trans, int m, int k, const float *a, int lda, uint16_t *dst, int strips, int kblocks) {
+__attribute__((noinline)) PACK_TARGET static void pack_a(int trans, int m, int k, const float *a, int lda, uint16_t *dst, int strips, int kblocks) {
     for (int s = 0; s < strips; s++) {
         for (int kb = 0; kb < kblocks; kb++) {
             uint16_t *tile = dst + ((size_t)s * kblocks + kb) * TILE_BF16;
@@ -148,7 +148,7 @@ PACK_TARGET static void pack_a(int trans, int m, int k, const float *a, int lda,
 
 /// Packs op(B) (k, n) into VNNI tiles [panel][k block], each 16 rows of 16 bf16 pairs; panels and k
 /// blocks beyond n and k are zero.
-PACK_TARGET static void pack_b(int trans, int k, int n, const float *b, int ldb, uint16_t *dst, int panels, int kblocks) {
+__attribute__((noinline)) PACK_TARGET static void pack_b(int trans, int k, int n, const float *b, int ldb, uint16_t *dst, int panels, int kblocks) {
     for (int q = 0; q < panels; q++) {
         for (int kb = 0; kb < kblocks; kb++) {
             uint16_t *tile = dst + ((size_t)q * kblocks + kb) * TILE_BF16;

@@ -2,9 +2,11 @@
 """The training step of an xtrain recipe in PyTorch: the same model (transformers' Blip2ForConditionalGeneration
 from the recipe's model config), the same frozen parts, the same synthetic batch shape as `xtrain bench RECIPE`
 (batch_size / gradient_accumulation sequences of sequence_length tokens, one image each, all text labelled),
-AdamW with the recipe's per-part learning rates and clipping, the same thread count.
+AdamW with the recipe's per-part learning rates and clipping, the same thread count. With precision bf16 (the
+recipe's field, or --precision) the forward runs under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's
+mixed precision: bf16 matrix products (oneDNN, AMX where the CPU has it), fp32 weights and optimizer.
 
-    python3 Tools/reference/torch_bench.py recipes/stageA.json [--threads 2] [--steps 10] [--warmup 3]
+    python3 Tools/reference/torch_bench.py recipes/stageA.json [--threads 2] [--steps 10] [--warmup 3] [--precision bf16]
 
 Prints the median step time and peak RSS. Needs: pip install torch transformers
 """
@@ -24,10 +26,12 @@ def main():
     parser.add_argument("--threads", type=int, default=int(os.environ.get("XTRAIN_THREADS", os.cpu_count())))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--precision", choices=["fp32", "bf16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     recipe = json.load(open(args.recipe))
+    precision = args.precision or recipe.get("precision", "fp32")
     folder = os.path.dirname(os.path.abspath(args.recipe))
     if recipe.get("lora"):
         raise SystemExit("LoRA recipes are not mirrored here yet")
@@ -75,7 +79,8 @@ def main():
     def step():
         optimizer.zero_grad(set_to_none=True)
         for _ in range(data.get("gradient_accumulation", 1)):
-            loss = model(pixel_values=pixels, input_ids=tokens, labels=labels).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = model(pixel_values=pixels, input_ids=tokens, labels=labels).loss
             loss.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(trained, clip)
@@ -90,7 +95,7 @@ def main():
         times.append(time.perf_counter() - start)
     times.sort()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"torch {torch.__version__}, {args.threads} threads: step {1000 * times[len(times) // 2]:.1f} ms (median of {args.steps}) | "
+    print(f"torch {torch.__version__}, {args.threads} threads, {precision}: step {1000 * times[len(times) // 2]:.1f} ms (median of {args.steps}) | "
           f"{data['batch_size'] * t / times[len(times) // 2]:.0f} tokens/s | peak RSS {rss:.0f} MiB")
 
 
