@@ -105,22 +105,38 @@ PACK_TARGET static inline __m512i bf16_pairs(__m512 even, __m512 odd) {
     return _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave), bf16_concat(even, odd));
 }
 
-/// Stores the 16 x 16 transpose of the 32-bit lanes of `rows` as 16 rows of 64 bytes at dst.
-__attribute__((noinline)) PACK_TARGET static void store_transposed(const __m512i rows[16], uint16_t *dst) {
-    uint32_t in[16][16] __attribute__((aligned(64)));
-    uint32_t out[16][16] __attribute__((aligned(64)));
-    for (int r = 0; r < 16; r++) _mm512_store_si512(in[r], rows[r]);
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++) out[c][r] = in[r][c];
-    memcpy(dst, out, sizeof out);
+/// Stores the 16 x 16 transpose of the 32-bit lanes of `rows` as 16 rows of 64 bytes at dst: 32-bit,
+/// 64-bit, then 128-bit and 256-bit interleaves.
+PACK_TARGET static inline void store_transposed(__m512i r[16], uint16_t *dst) {
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < 4; j++) {
+            t[8 * i + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+            t[8 * i + 4 + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        _mm512_storeu_si512(dst + 32 * j, _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88));
+        _mm512_storeu_si512(dst + 32 * (8 + j), _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd));
+    }
 }
 
-/// Packs op(A) (m, k) into tiles [strip][k block], each 16 rows of 32 bf16; strips and k blocks beyond
-/// m and k are zero.
-__attribute__((noinline)) PACK_TARGET static void pack_a(int trans, int m, int k, const float *a, int lda, uint16_t *dst, int strips, int kblocks) {
-    for (int s = 0; s < strips; s++) {
+/// Packs strips first ..< first + count of op(A) (m, k) into tiles [strip][k block], each 16 rows of 32
+/// bf16; rows and k blocks beyond m and k are zero.
+PACK_TARGET static void pack_a(int trans, int m, int k, const float *a, int lda, uint16_t *dst, int first, int count, int kblocks) {
+    for (int s = first; s < first + count; s++) {
         for (int kb = 0; kb < kblocks; kb++) {
-            uint16_t *tile = dst + ((size_t)s * kblocks + kb) * TILE_BF16;
+            uint16_t *tile = dst + ((size_t)(s - first) * kblocks + kb) * TILE_BF16;
             int i0 = s * 16, p0 = kb * 32;
             if (!trans) {   // row i of op(A) is row i of A
                 for (int r = 0; r < 16; r++) {
@@ -148,7 +164,7 @@ __attribute__((noinline)) PACK_TARGET static void pack_a(int trans, int m, int k
 
 /// Packs op(B) (k, n) into VNNI tiles [panel][k block], each 16 rows of 16 bf16 pairs; panels and k
 /// blocks beyond n and k are zero.
-__attribute__((noinline)) PACK_TARGET static void pack_b(int trans, int k, int n, const float *b, int ldb, uint16_t *dst, int panels, int kblocks) {
+PACK_TARGET static void pack_b(int trans, int k, int n, const float *b, int ldb, uint16_t *dst, int panels, int kblocks) {
     for (int q = 0; q < panels; q++) {
         for (int kb = 0; kb < kblocks; kb++) {
             uint16_t *tile = dst + ((size_t)q * kblocks + kb) * TILE_BF16;
@@ -220,20 +236,21 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
                                 const float *b, int ldb, float beta, float *c, int ldc) {
     int strips = (m + 31) / 32 * 2, panels = (n + 31) / 32 * 2, kblocks = (k + 31) / 32;
     Scratch *scratch = thread_scratch();
-    uint16_t *pa = reserve(&scratch->a, (size_t)strips * kblocks * TILE_BF16 * sizeof(uint16_t));
+    uint16_t *pa = reserve(&scratch->a, (size_t)2 * kblocks * TILE_BF16 * sizeof(uint16_t));
     uint16_t *pb = reserve(&scratch->b, (size_t)panels * kblocks * TILE_BF16 * sizeof(uint16_t));
-    pack_a(trans_a, m, k, a, lda, pa, strips, kblocks);
     pack_b(trans_b, k, n, b, ldb, pb, panels, kblocks);
     configure_tiles();
 
     float block[32 * 32] __attribute__((aligned(64)));
-    // B panels in groups of at most 512 KiB, so that a group stays in L2 while every strip of A passes.
-    int group = (512 * 1024) / (kblocks * TILE_BF16 * 2);
+    // B panels in groups of at most 1 MiB, so that a group stays in L2 while every pair of A strips is
+    // packed (again for each group) and passes over it.
+    int group = (1024 * 1024) / (kblocks * TILE_BF16 * 2);
     group = group < 2 ? 2 : group & ~1;
     for (int q0 = 0; q0 < panels; q0 += group) {
         int q1 = q0 + group < panels ? q0 + group : panels;
         for (int s = 0; s < strips; s += 2) {
-            const uint16_t *a0 = pa + (size_t)s * kblocks * TILE_BF16, *a1 = a0 + (size_t)kblocks * TILE_BF16;
+            pack_a(trans_a, m, k, a, lda, pa, s, 2, kblocks);
+            const uint16_t *a0 = pa, *a1 = pa + (size_t)kblocks * TILE_BF16;
             for (int q = q0; q < q1; q += 2) {
                 const uint16_t *b0 = pb + (size_t)q * kblocks * TILE_BF16, *b1 = b0 + (size_t)kblocks * TILE_BF16;
                 _tile_zero(0);

@@ -126,10 +126,13 @@ public func rowScale(_ y: UnsafeMutablePointer<Float>, _ n: Int, by k: Float) {
 }
 
 /// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7), branch-free on sixteen lanes:
-/// erf(|x|) = 1 - (a1 t + ... + a5 t^5) e^(-x^2) with t = 1 / (1 + p |x|), sign restored.
+/// erf(|x|) = 1 - (a1 t + ... + a5 t^5) e^(-x^2) with t = 1 / (1 + p |x|), sign restored. |x| and the
+/// sign are bit operations: a lane-wise select would be compiled one lane at a time.
 @inlinable @inline(__always)
 public func fastErf(_ x: Float16x) -> Float16x {
-    let a = x.replacing(with: -x, where: x .< 0)
+    let bits = unsafeBitCast(x, to: SIMD16<UInt32>.self)
+    let sign = bits & 0x8000_0000
+    let a = unsafeBitCast(bits & 0x7FFF_FFFF, to: Float16x.self)
     let t = 1 / (1 + 0.327_591_1 * a)
     var poly = Float16x(repeating: 1.061_405_429)
     poly = poly * t - 1.453_152_027
@@ -137,7 +140,7 @@ public func fastErf(_ x: Float16x) -> Float16x {
     poly = poly * t - 0.284_496_736
     poly = poly * t + 0.254_829_592
     let y = 1 - poly * t * fastExp(-a * a)
-    return y.replacing(with: -y, where: x .< 0)
+    return unsafeBitCast(unsafeBitCast(y, to: SIMD16<UInt32>.self) ^ sign, to: Float16x.self)
 }
 
 /// `fastErf` of one value (the same arithmetic as the sixteen-lane version).
