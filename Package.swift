@@ -5,8 +5,10 @@ import PackageDescription
 // Vector code needs a target CPU: x86-64 builds assume AVX2 and FMA (Haswell and later).
 #if arch(x86_64)
 let cpuFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+let cVectorFlags: [CSetting] = [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-Wno-psabi"])]
 #else
 let cpuFlags: [SwiftSetting] = []
+let cVectorFlags: [CSetting] = [.unsafeFlags(["-O3"])]
 #endif
 
 let package = Package(
@@ -41,8 +43,11 @@ let package = Package(
         // Matrix products with bf16 operands and fp32 accumulation: Intel AMX tiles, else OpenBLAS.
         .target(name: "CMatmul", dependencies: ["CBLAS"], cSettings: [.unsafeFlags(["-O3"])]),
 
+        // The exp-based elementwise and row kernels, on clang's vector extensions.
+        .target(name: "CVectorMath", cSettings: cVectorFlags),
+
         // Float32 tensors and hand-written forward/backward kernels.
-        .target(name: "Tensors", dependencies: ["CBLAS", "CMatmul"], swiftSettings: cpuFlags),
+        .target(name: "Tensors", dependencies: ["CBLAS", "CMatmul", "CVectorMath"], swiftSettings: cpuFlags),
 
         // The model: ViT, Perceive Sampler, decoder; configs, parameter registry, safetensors.
         .target(name: "Models", dependencies: ["Tensors"], swiftSettings: cpuFlags),
@@ -63,7 +68,7 @@ let package = Package(
             swiftSettings: cpuFlags
         ),
 
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CMatmul"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CMatmul", "CVectorMath"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Datasets", "Tensors"]),

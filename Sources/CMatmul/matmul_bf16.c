@@ -232,6 +232,17 @@ AMX_TARGET static inline void write_block(const float *block, int rows, int cols
     }
 }
 
+/// block (32 x 32) = c[0..<rows, 0..<cols], zero elsewhere.
+AMX_TARGET static inline void read_block(float *block, int rows, int cols, const float *c, int ldc) {
+    memset(block, 0, 32 * 32 * sizeof(float));
+    for (int r = 0; r < rows; r++) memcpy(block + r * 32, c + (size_t)r * ldc, cols * sizeof(float));
+}
+
+/// c[0..<rows, 0..<cols] = the same part of block (32 x 32).
+AMX_TARGET static inline void copy_block(const float *block, int rows, int cols, float *c, int ldc) {
+    for (int r = 0; r < rows; r++) memcpy(c + (size_t)r * ldc, block + r * 32, cols * sizeof(float));
+}
+
 AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                                 const float *b, int ldb, float beta, float *c, int ldc) {
     int strips = (m + 31) / 32 * 2, panels = (n + 31) / 32 * 2, kblocks = (k + 31) / 32;
@@ -242,6 +253,10 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
     configure_tiles();
 
     float block[32 * 32] __attribute__((aligned(64)));
+    // With alpha = 1 and beta = 0 or 1 the accumulators start from zero or from C and go straight back to
+    // C (through `block` only at the edges, so every element sees the same arithmetic); otherwise they
+    // start from zero and C = alpha * block + beta * C.
+    int direct = alpha == 1 && (beta == 0 || beta == 1);
     // B panels in groups of at most 1 MiB, so that a group stays in L2 while every pair of A strips is
     // packed (again for each group) and passes over it.
     int group = (1024 * 1024) / (kblocks * TILE_BF16 * 2);
@@ -253,10 +268,27 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
             const uint16_t *a0 = pa, *a1 = pa + (size_t)kblocks * TILE_BF16;
             for (int q = q0; q < q1; q += 2) {
                 const uint16_t *b0 = pb + (size_t)q * kblocks * TILE_BF16, *b1 = b0 + (size_t)kblocks * TILE_BF16;
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
+                int i0 = s * 16, j0 = q * 16;
+                int rows = m - i0 < 32 ? m - i0 : 32, cols = n - j0 < 32 ? n - j0 : 32;
+                float *cblock = c + (size_t)i0 * ldc + j0;
+                int full = rows == 32 && cols == 32;
+                if (direct && beta != 0 && full) {
+                    _tile_loadd(0, cblock, ldc * 4);
+                    _tile_loadd(1, cblock + 16, ldc * 4);
+                    _tile_loadd(2, cblock + 16 * (size_t)ldc, ldc * 4);
+                    _tile_loadd(3, cblock + 16 * (size_t)ldc + 16, ldc * 4);
+                } else if (direct && beta != 0) {
+                    read_block(block, rows, cols, cblock, ldc);
+                    _tile_loadd(0, block, 128);
+                    _tile_loadd(1, block + 16, 128);
+                    _tile_loadd(2, block + 16 * 32, 128);
+                    _tile_loadd(3, block + 16 * 32 + 16, 128);
+                } else {
+                    _tile_zero(0);
+                    _tile_zero(1);
+                    _tile_zero(2);
+                    _tile_zero(3);
+                }
                 for (int kb = 0; kb < kblocks; kb++) {
                     _tile_loadd(4, a0 + (size_t)kb * TILE_BF16, 64);
                     _tile_loadd(5, a1 + (size_t)kb * TILE_BF16, 64);
@@ -267,13 +299,21 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
                     _tile_dpbf16ps(2, 5, 6);
                     _tile_dpbf16ps(3, 5, 7);
                 }
+                if (direct && full) {
+                    _tile_stored(0, cblock, ldc * 4);
+                    _tile_stored(1, cblock + 16, ldc * 4);
+                    _tile_stored(2, cblock + 16 * (size_t)ldc, ldc * 4);
+                    _tile_stored(3, cblock + 16 * (size_t)ldc + 16, ldc * 4);
+                    continue;
+                }
                 _tile_stored(0, block, 128);
                 _tile_stored(1, block + 16, 128);
                 _tile_stored(2, block + 16 * 32, 128);
                 _tile_stored(3, block + 16 * 32 + 16, 128);
-                int i0 = s * 16, j0 = q * 16;
-                int rows = m - i0 < 32 ? m - i0 : 32, cols = n - j0 < 32 ? n - j0 : 32;
-                if (rows > 0 && cols > 0) write_block(block, rows, cols, alpha, beta, c + (size_t)i0 * ldc + j0, ldc);
+                if (direct)
+                    copy_block(block, rows, cols, cblock, ldc);
+                else
+                    write_block(block, rows, cols, alpha, beta, cblock, ldc);
             }
         }
     }

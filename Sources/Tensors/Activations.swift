@@ -1,4 +1,7 @@
-/// Elementwise kernels: GELU (erf), SiLU, the SwiGLU product, dropout and the residual add.
+import CVectorMath
+
+/// Elementwise kernels: GELU (erf), SiLU, the SwiGLU product, dropout and the residual add. The exp-based
+/// ones run in C (CVectorMath) on chunks split over the threads.
 
 /// Elements per chunk before elementwise work is split over threads.
 @usableFromInline let elementwiseGrain = 1 << 15
@@ -6,61 +9,40 @@
 /// out = 0.5 * x * (1 + erf(x / sqrt 2)), the exact GELU (erf to 1.5e-7). out and inp have the same shape.
 public func geluForward(out: Tensor, inp: Tensor) {
     out.expectSameShape(inp, "geluForward out vs inp")
-    Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
-        vectorized(range) { i, n in
-            let x = load(inp.data + i, n)
-            store(0.5 * x * (1 + fastErf(x * Float(0.5.squareRoot()))), out.data + i, n)
-        }
+    Parallel.chunks(inp.count, grain: elementwiseGrain) { r in
+        xt_gelu_forward(out.data + r.lowerBound, inp.data + r.lowerBound, r.count)
     }
 }
 
 /// dinp += dout * (Phi(x) + x * phi(x)), Phi and phi the standard normal CDF and density.
 public func geluBackward(dinp: Tensor, dout: Tensor, inp: Tensor) {
     dinp.expectSameShape(inp, "geluBackward dinp vs inp"); dout.expectSameShape(inp, "geluBackward dout vs inp")
-    let invSqrt2Pi = Float(1 / (2 * Double.pi).squareRoot())
-    Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
-        vectorized(range) { i, n in
-            let x = load(inp.data + i, n)
-            let cdf = 0.5 * (1 + fastErf(x * Float(0.5.squareRoot())))
-            let d = load(dinp.data + i, n) + load(dout.data + i, n) * (cdf + x * invSqrt2Pi * fastExp(-0.5 * x * x))
-            store(d, dinp.data + i, n)
-        }
+    Parallel.chunks(inp.count, grain: elementwiseGrain) { r in
+        xt_gelu_backward(dinp.data + r.lowerBound, dout.data + r.lowerBound, inp.data + r.lowerBound, r.count)
     }
 }
-
-@inlinable @inline(__always)
-func sigmoid(_ x: Float16x) -> Float16x { 1 / (1 + fastExp(-x)) }
 
 /// out = x * sigmoid(x).
 public func siluForward(out: Tensor, inp: Tensor) {
     out.expectSameShape(inp, "siluForward out vs inp")
-    Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
-        vectorized(range) { i, n in
-            let x = load(inp.data + i, n)
-            store(x * sigmoid(x), out.data + i, n)
-        }
+    Parallel.chunks(inp.count, grain: elementwiseGrain) { r in
+        xt_silu_forward(out.data + r.lowerBound, inp.data + r.lowerBound, r.count)
     }
 }
 
 /// dinp += dout * sigmoid(x) * (1 + x * (1 - sigmoid(x))).
 public func siluBackward(dinp: Tensor, dout: Tensor, inp: Tensor) {
     dinp.expectSameShape(inp, "siluBackward dinp vs inp"); dout.expectSameShape(inp, "siluBackward dout vs inp")
-    Parallel.chunks(inp.count, grain: elementwiseGrain) { range in
-        vectorized(range) { i, n in
-            let x = load(inp.data + i, n), s = sigmoid(x)
-            store(load(dinp.data + i, n) + load(dout.data + i, n) * s * (1 + x * (1 - s)), dinp.data + i, n)
-        }
+    Parallel.chunks(inp.count, grain: elementwiseGrain) { r in
+        xt_silu_backward(dinp.data + r.lowerBound, dout.data + r.lowerBound, inp.data + r.lowerBound, r.count)
     }
 }
 
 /// The gated FFN product of LLaMA's MLP: out (N, F) = silu(gate) * up, all three the same shape.
 public func swigluForward(out: Tensor, gate: Tensor, up: Tensor) {
     out.expectSameShape(gate, "swigluForward out vs gate"); up.expectSameShape(gate, "swigluForward up vs gate")
-    Parallel.chunks(gate.count, grain: elementwiseGrain) { range in
-        vectorized(range) { i, n in
-            let g = load(gate.data + i, n)
-            store(g * sigmoid(g) * load(up.data + i, n), out.data + i, n)
-        }
+    Parallel.chunks(gate.count, grain: elementwiseGrain) { r in
+        xt_swiglu_forward(out.data + r.lowerBound, gate.data + r.lowerBound, up.data + r.lowerBound, r.count)
     }
 }
 
@@ -69,12 +51,9 @@ public func swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tenso
     for (t, name) in [(dgate, "dgate"), (dup, "dup"), (dout, "dout"), (up, "up")] {
         t.expectSameShape(gate, "swigluBackward \(name) vs gate")
     }
-    Parallel.chunks(gate.count, grain: elementwiseGrain) { range in
-        vectorized(range) { i, n in
-            let g = load(gate.data + i, n), s = sigmoid(g), dy = load(dout.data + i, n)
-            store(load(dgate.data + i, n) + dy * load(up.data + i, n) * s * (1 + g * (1 - s)), dgate.data + i, n)
-            store(load(dup.data + i, n) + dy * g * s, dup.data + i, n)
-        }
+    Parallel.chunks(gate.count, grain: elementwiseGrain) { r in
+        let i = r.lowerBound
+        xt_swiglu_backward(dgate.data + i, dup.data + i, dout.data + i, gate.data + i, up.data + i, r.count)
     }
 }
 

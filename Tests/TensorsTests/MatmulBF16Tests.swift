@@ -54,6 +54,7 @@ final class MatmulBF16Tests: XCTestCase {
             }
             all.append(Case(m: m, n: n, k: k, transA: false, transB: true, alpha: 0.7, beta: 1))
             all.append(Case(m: m, n: n, k: k, transA: true, transB: false, alpha: -1.5, beta: 0.25))
+            all.append(Case(m: m, n: n, k: k, transA: true, transB: true, alpha: 1, beta: 1))
         }
         return all
     }
@@ -67,18 +68,21 @@ final class MatmulBF16Tests: XCTestCase {
         for t in cases { check(t, portable: true) }
     }
 
-    /// One element depends only on its row, its column and k: splitting the rows over calls changes no bit.
+    /// One element depends only on its row, its column and k: splitting the rows over calls changes no bit,
+    /// whether the element's 32 x 32 block is whole or cut at the edge of C.
     func testRowSplitsAreBitIdentical() throws {
         try XCTSkipUnless(xt_bf16_amx_available() != 0, "this CPU has no AMX-BF16")
         let (m, n, k) = (75, 70, 90)
         let a = randomTensor([m, k], seed: 1), b = randomTensor([n, k], seed: 2)
-        let whole = Tensor(zeros: [m, n]), split = Tensor(zeros: [m, n])
-        xt_gemm_bf16(0, 1, Int32(m), Int32(n), Int32(k), 1, a.data, Int32(k), b.data, Int32(k), 0, whole.data, Int32(n), 0)
-        for rows in [0 ..< 13, 13 ..< 48, 48 ..< 75] {
-            xt_gemm_bf16(0, 1, Int32(rows.count), Int32(n), Int32(k), 1, a.data + rows.lowerBound * k, Int32(k), b.data, Int32(k),
-                         0, split.data + rows.lowerBound * n, Int32(n), 0)
+        for (alpha, beta) in [(Float(1), Float(0)), (1, 1), (0.5, 1)] {
+            let whole = randomTensor([m, n], seed: 3), split = randomTensor([m, n], seed: 3)
+            xt_gemm_bf16(0, 1, Int32(m), Int32(n), Int32(k), alpha, a.data, Int32(k), b.data, Int32(k), beta, whole.data, Int32(n), 0)
+            for rows in [0 ..< 13, 13 ..< 45, 45 ..< 75] {
+                xt_gemm_bf16(0, 1, Int32(rows.count), Int32(n), Int32(k), alpha, a.data + rows.lowerBound * k, Int32(k), b.data, Int32(k),
+                             beta, split.data + rows.lowerBound * n, Int32(n), 0)
+            }
+            XCTAssertEqual(whole.array.map(\.bitPattern), split.array.map(\.bitPattern), "alpha \(alpha), beta \(beta)")
         }
-        XCTAssertEqual(whole.array.map(\.bitPattern), split.array.map(\.bitPattern))
     }
 
     func testRoundingIsToNearestEven() {
