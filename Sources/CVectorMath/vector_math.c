@@ -25,6 +25,15 @@ static inline void store(v16 v, float *p, long lanes) {
 
 static inline long lanes_at(long i, long n) { return n - i < 16 ? n - i : 16; }
 
+/// All ones in lanes below `lanes`, zero above.
+static inline v16i lane_mask(long lanes) {
+    const v16i iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    return iota < (int)lanes;
+}
+
+/// a where mask is set, else b.
+static inline v16 select(v16i mask, v16 a, v16 b) { return (v16)(((v16i)a & mask) | ((v16i)b & ~mask)); }
+
 static inline v16 vexp(v16 x) {
     x = __builtin_elementwise_min(__builtin_elementwise_max(x, (v16)-87.0f), (v16)88.0f);
     const v16 magic = 12582912.0f;   // 1.5 * 2^23: adding it rounds to an integer held in the mantissa
@@ -62,13 +71,15 @@ float xt_exp(float x) { return vexp((v16)x)[0]; }
 
 float xt_exp_sum(float *y, const float *x, long n, float shift) {
     v16 acc = 0;
-    for (long i = 0; i < n; i += 16) {
-        long lanes = lanes_at(i, n);
-        v16 e = vexp(load(x + i, lanes) - shift);
-        if (lanes < 16) {
-            for (long j = lanes; j < 16; j++) e[j] = 0;
-        }
-        if (y) store(e, y + i, lanes);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v16 e = vexp(load(x + i, 16) - shift);
+        if (y) store(e, y + i, 16);
+        acc += e;
+    }
+    if (i < n) {
+        v16 e = select(lane_mask(n - i), vexp(load(x + i, n - i) - shift), 0);
+        if (y) store(e, y + i, n - i);
         acc += e;
     }
     float sum = 0;
@@ -78,12 +89,9 @@ float xt_exp_sum(float *y, const float *x, long n, float shift) {
 
 float xt_row_max(const float *x, long n) {
     v16 acc = -__builtin_inff();
-    for (long i = 0; i < n; i += 16) {
-        long lanes = lanes_at(i, n);
-        v16 v = load(x + i, lanes);
-        for (long j = lanes; j < 16; j++) v[j] = -__builtin_inff();
-        acc = __builtin_elementwise_max(acc, v);
-    }
+    long i = 0;
+    for (; i + 16 <= n; i += 16) acc = __builtin_elementwise_max(acc, load(x + i, 16));
+    if (i < n) acc = __builtin_elementwise_max(acc, select(lane_mask(n - i), load(x + i, n - i), acc));
     float m = acc[0];
     for (int j = 1; j < 16; j++) m = acc[j] > m ? acc[j] : m;
     return m;
