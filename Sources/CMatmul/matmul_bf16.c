@@ -246,10 +246,16 @@ AMX_TARGET static inline void copy_block(const float *block, int rows, int cols,
 AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                                 const float *b, int ldb, float beta, float *c, int ldc) {
     int strips = (m + 31) / 32 * 2, panels = (n + 31) / 32 * 2, kblocks = (k + 31) / 32;
+    // B panels in groups of at most 1 MiB, so that a group stays in L2 while the strips of A pass over it.
+    // With one group, each pair of A strips is packed just before its use; with more, A is packed once.
+    int group = (1024 * 1024) / (kblocks * TILE_BF16 * 2);
+    group = group < 2 ? 2 : group & ~1;
+    int pack_a_once = panels > group;
     Scratch *scratch = thread_scratch();
-    uint16_t *pa = reserve(&scratch->a, (size_t)2 * kblocks * TILE_BF16 * sizeof(uint16_t));
+    uint16_t *pa = reserve(&scratch->a, (size_t)(pack_a_once ? strips : 2) * kblocks * TILE_BF16 * sizeof(uint16_t));
     uint16_t *pb = reserve(&scratch->b, (size_t)panels * kblocks * TILE_BF16 * sizeof(uint16_t));
     pack_b(trans_b, k, n, b, ldb, pb, panels, kblocks);
+    if (pack_a_once) pack_a(trans_a, m, k, a, lda, pa, 0, strips, kblocks);
     configure_tiles();
 
     float block[32 * 32] __attribute__((aligned(64)));
@@ -257,15 +263,11 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
     // C (through `block` only at the edges, so every element sees the same arithmetic); otherwise they
     // start from zero and C = alpha * block + beta * C.
     int direct = alpha == 1 && (beta == 0 || beta == 1);
-    // B panels in groups of at most 1 MiB, so that a group stays in L2 while every pair of A strips is
-    // packed (again for each group) and passes over it.
-    int group = (1024 * 1024) / (kblocks * TILE_BF16 * 2);
-    group = group < 2 ? 2 : group & ~1;
     for (int q0 = 0; q0 < panels; q0 += group) {
         int q1 = q0 + group < panels ? q0 + group : panels;
         for (int s = 0; s < strips; s += 2) {
-            pack_a(trans_a, m, k, a, lda, pa, s, 2, kblocks);
-            const uint16_t *a0 = pa, *a1 = pa + (size_t)kblocks * TILE_BF16;
+            if (!pack_a_once) pack_a(trans_a, m, k, a, lda, pa, s, 2, kblocks);
+            const uint16_t *a0 = pack_a_once ? pa + (size_t)s * kblocks * TILE_BF16 : pa, *a1 = a0 + (size_t)kblocks * TILE_BF16;
             for (int q = q0; q < q1; q += 2) {
                 const uint16_t *b0 = pb + (size_t)q * kblocks * TILE_BF16, *b1 = b0 + (size_t)kblocks * TILE_BF16;
                 int i0 = s * 16, j0 = q * 16;
