@@ -319,6 +319,8 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
             }
         }
     }
+    // Back to the initial tile state, which a context switch need not save.
+    _tile_release();
 }
 
 // ---------------------------------------------------------------------------------------------------

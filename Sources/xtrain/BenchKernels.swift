@@ -3,12 +3,14 @@ import CBLAS
 import Foundation
 import Tensors
 
+extension MatmulPrecision: ExpressibleByArgument {}
+
 /// `xtrain bench kernels`: the linear layer against raw sgemm, attention against the GEMMs inside it.
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
         abstract: "Time the linear and attention kernels (forward + backward) against raw BLAS on the same shapes.",
-        discussion: "Build in release (swift build -c release) for meaningful figures. Baseline and kernel run alternately; times are medians over the repeats after a warm-up, ratios the median of the paired ratios."
+        discussion: "Build in release (swift build -c release) for meaningful figures. Baseline and kernel run alternately; times are medians over the repeats after a warm-up, ratios the median of the paired ratios. Set OPENBLAS_THREAD_TIMEOUT=4: otherwise OpenBLAS's threads keep a core busy after each threaded baseline call and the kernels timed next lose it."
     )
 
     @Option(help: "Timed repeats per measurement.")
@@ -20,10 +22,14 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Attention shape as B,HEADS,T,HEAD_DIM.")
     var attention = "8,12,257,64"
 
+    @Option(help: "The kernels' matrix products: fp32, or bf16 (mixed precision); the raw-sgemm baseline stays fp32.")
+    var precision = MatmulPrecision.fp32
+
     func run() throws {
         let l = try parseShape(linear, count: 3, option: "--linear")
         let a = try parseShape(attention, count: 4, option: "--attention")
-        print("threads: \(Parallel.threads)  OpenBLAS: \(String(cString: openblas_get_config()))")
+        Matmul.precision = precision
+        print("threads: \(Parallel.threads)  OpenBLAS: \(String(cString: openblas_get_config()))  products: \(precision.rawValue)\(precision == .bf16 ? (Matmul.usesAMX ? " on AMX" : " on OpenBLAS (no AMX)") : "")")
         benchLinear(n: l[0], inFeatures: l[1], outFeatures: l[2])
         benchAttention(batch: a[0], heads: a[1], length: a[2], headDim: a[3], causal: false)
         benchAttention(batch: a[0], heads: a[1], length: a[2], headDim: a[3], causal: true)

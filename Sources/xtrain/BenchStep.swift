@@ -44,8 +44,9 @@ struct BenchStep: ParsableCommand {
         }
         let step = times.sorted()[times.count / 2]
         let flops = FlopCount(config: config, trainable: model.trainable, lora: model.lora, batch: b, length: t, images: b).total * Double(r.gradientAccumulation)
-        let peak = sgemmPeak()
+        // The bf16 peak first: after the threaded sgemm, OpenBLAS's workers spin on a core for a while.
         let bf16Peak = Matmul.precision == .bf16 ? bf16GemmPeak() : nil
+        let peak = sgemmPeak()
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let sequences = Double(r.data.batchSize)
