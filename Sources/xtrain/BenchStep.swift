@@ -79,33 +79,31 @@ struct BenchStep: ParsableCommand {
 
     /// The best of three 2048^3 bf16 products, their rows split over our threads, in FLOP/s.
     private func bf16GemmPeak() -> Double {
-        let n = 2048
-        let a = Tensor(zeros: [n, n]), bm = Tensor(zeros: [n, n]), c = Tensor(zeros: [n, n])
-        var rng = RNG(seed: 9)
-        rng.fillNormal(a, std: 1)
-        rng.fillNormal(bm, std: 1)
-        var best = Double.infinity
-        for _ in 0 ..< 3 {
-            let start = DispatchTime.now().uptimeNanoseconds
-            parallelGemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.data, lda: n, b: bm.data, ldb: n, beta: 0, c: c.data, ldc: n)
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        gemmPeak { n, a, b, c in
+            parallelGemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: b, ldb: n, beta: 0, c: c, ldc: n)
         }
-        return 2 * Double(n * n * n) / best
     }
 
     /// The best of three 2048^3 sgemm calls threaded by OpenBLAS over all our threads, in FLOP/s.
     private func sgemmPeak() -> Double {
+        openblas_set_num_threads(Int32(Parallel.threads))
+        defer { openblas_set_num_threads(1) }
+        return gemmPeak { n, a, b, c in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, c, Int32(n))
+        }
+    }
+
+    /// The best of three runs of `product` (C = A B, all n x n with n = 2048, A and B normal), in FLOP/s.
+    private func gemmPeak(_ product: (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Double {
         let n = 2048
         let a = Tensor(zeros: [n, n]), bm = Tensor(zeros: [n, n]), c = Tensor(zeros: [n, n])
         var rng = RNG(seed: 9)
         rng.fillNormal(a, std: 1)
         rng.fillNormal(bm, std: 1)
-        openblas_set_num_threads(Int32(Parallel.threads))
-        defer { openblas_set_num_threads(1) }
         var best = Double.infinity
         for _ in 0 ..< 3 {
             let start = DispatchTime.now().uptimeNanoseconds
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a.data, Int32(n), bm.data, Int32(n), 0, c.data, Int32(n))
+            product(n, a.data, bm.data, c.data)
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
         }
         return 2 * Double(n * n * n) / best
