@@ -1,3 +1,4 @@
+import CMatmul
 import Tensors
 import XCTest
 
@@ -47,6 +48,28 @@ final class DeterminismTests: XCTestCase {
         for _ in 0 ..< 3 {
             let again = blockStep()
             for (a, b) in zip(first, again) { XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern)) }
+        }
+    }
+
+    /// With bf16 products on AMX the block is bit-identical for one thread and for two, and close to fp32.
+    func testBF16BlockIsBitIdenticalAcrossThreadCounts() throws {
+        try XCTSkipUnless(xt_bf16_amx_available() != 0, "this CPU has no AMX-BF16")
+        let threads = Parallel.threads
+        defer {
+            Matmul.precision = .fp32
+            Parallel.setThreads(threads)
+        }
+        let fp32 = blockStep()
+        Matmul.precision = .bf16
+        Parallel.setThreads(1)
+        let one = blockStep()
+        Parallel.setThreads(2)
+        let two = blockStep()
+        for (i, (a, b)) in zip(one, two).enumerated() { XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "output \(i)") }
+        for (i, (a, b)) in zip(fp32, two).enumerated() {
+            let size = a.map { abs(Double($0)) }.max() ?? 0, difference = zip(a, b).map { abs(Double($0) - Double($1)) }.max() ?? 0
+            if i == 0 { XCTAssertGreaterThan(difference, 0, "the block's output went through bf16 products") }
+            XCTAssertLessThanOrEqual(difference, 0.05 * size, "output \(i): bf16 stays close to fp32")
         }
     }
 }

@@ -22,6 +22,7 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(a.recipe.eps, 1e-8)
         XCTAssertEqual(a.recipe.schedule.warmupSteps, 200)
         XCTAssertEqual(a.recipe.schedule.minLr, 1e-5)
+        XCTAssertEqual(a.recipe.matmulPrecision, .bf16)
         XCTAssertEqual(a.resolve(a.recipe.checkpoint.dir).lastPathComponent, "stageA")
         for name in ["multitask.json", "instruct.json", "bench/stageA-all-trained.json", "bench/stageA-small.json"] {
             XCTAssertNoThrow(try LoadedRecipe.load(recipes.appendingPathComponent(name)), name)
@@ -58,6 +59,7 @@ final class RecipeTests: XCTestCase {
             json["data"] = d
         }
         try assertRejected("steps: expected Int") { $0["steps"] = "many" }
+        try assertRejected("precision: 'fp16' is not one of fp32, bf16") { $0["precision"] = "fp16" }
         try assertRejected("data.batch_size: missing (required)") { json in
             var d = json["data"] as! [String: Any]
             d["batch_size"] = nil
