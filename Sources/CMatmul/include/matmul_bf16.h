@@ -6,9 +6,10 @@
 // element is rounded to bf16 (nearest, ties to even) and every product is summed in float32.
 //
 // On CPUs with AMX (Intel Sapphire Rapids and later) the products run on the tile unit; elsewhere the
-// operands are rounded into float32 copies and multiplied by OpenBLAS's sgemm. Either way one C element
-// depends only on its row of op(A), its column of op(B) and k, never on m, n or the thread: results are
-// bit-identical however the rows or columns are split. Packing buffers are per thread and grow only.
+// operands are rounded into float32 copies and multiplied by OpenBLAS's sgemm. On the AMX path one C
+// element depends only on its row of op(A), its column of op(B), k, alpha and beta, never on m, n or the
+// thread: results are bit-identical however the rows are split. Packing buffers are per thread and only
+// grow.
 
 #include <stdint.h>
 
