@@ -6,13 +6,17 @@ public struct LoaderState: Codable, Equatable, Sendable {
     public var seed: UInt64
     /// Samples drawn so far, over all sources and ranks (a multiple of the global batch).
     public var samples: Int
-    /// Samples drawn from each source; source s is in epoch consumed[s] / count(s).
+    /// Samples drawn from each source before the current length window; source s is in epoch
+    /// consumed[s] / count(s).
     public var consumed: [Int]
+    /// Batches per length window (1, or absent in older checkpoints: no grouping).
+    public var lengthWindow: Int?
 
-    public init(seed: UInt64, sources: Int) {
+    public init(seed: UInt64, sources: Int, lengthWindow: Int = 1) {
         self.seed = seed
         samples = 0
         consumed = Array(repeating: 0, count: sources)
+        self.lengthWindow = lengthWindow
     }
 }
 
@@ -42,6 +46,10 @@ public struct LoadedBatch {
 /// samples follow a fresh permutation each epoch, drawn from (seed, source, epoch). Global batch k is
 /// samples k*G ..< (k+1)*G; rank r of R reads its slice [r*G/R, (r+1)*G/R). The order therefore depends
 /// on the seed only, never on the number of ranks; and the state is three small numbers.
+///
+/// With a length window of W batches, the W*G samples of each window are sorted by length and cut into
+/// W batches, which are then taken in a shuffled order: a window trains on the same samples as without
+/// grouping, but a batch's sequences have similar lengths, so little compute goes to padding.
 public final class Loader {
     public let sources: [Dataset]
     public let weights: [Double]
@@ -49,15 +57,21 @@ public final class Loader {
     public let sequenceLength: Int
     public let rank: Int, ranks: Int
     public let shuffle: Bool
+    public let lengthWindow: Int
     private(set) public var state: LoaderState
     private let cumulative: [Double]
     private var permutations: [(epoch: Int, order: [Int])?]
+    /// The current length window: its first sample, its batches in the order they are taken (with the records
+    /// when they were read to sort them), and the per-source draws after it.
+    private var window: Window?
+    typealias Window = (start: Int, batches: [[(pick: (source: Int, record: Int), record: Record?)]], consumed: [Int])
 
     public init(sources: [Dataset], weights: [Double], globalBatch: Int, sequenceLength: Int, seed: UInt64,
-                rank: Int = 0, ranks: Int = 1, shuffle: Bool = true, state: LoaderState? = nil) throws {
+                rank: Int = 0, ranks: Int = 1, shuffle: Bool = true, lengthWindow: Int = 1, state: LoaderState? = nil) throws {
         guard !sources.isEmpty, sources.count == weights.count, weights.allSatisfy({ $0 > 0 }) else {
             throw DataError("loader: need one positive weight per source (got \(weights) for \(sources.count) sources)")
         }
+        guard lengthWindow > 0 else { throw DataError("loader: the length window must be at least one batch, got \(lengthWindow)") }
         guard globalBatch % ranks == 0 else { throw DataError("loader: global batch \(globalBatch) is not divisible by \(ranks) ranks") }
         for s in sources where s.count == 0 { throw DataError("\(s.directory.path): the dataset has no records") }
         let queries = Set(sources.map(\.index.imageQueries)), sides = Set(sources.map(\.index.imageSide))
@@ -74,16 +88,18 @@ public final class Loader {
         self.rank = rank
         self.ranks = ranks
         self.shuffle = shuffle
+        self.lengthWindow = lengthWindow
         let total = weights.reduce(0, +)
         cumulative = weights.reduce(into: [Double]()) { $0.append(($0.last ?? 0) + $1 / total) }
         permutations = Array(repeating: nil, count: sources.count)
         if let state {
-            guard state.consumed.count == sources.count, state.seed == seed else {
-                throw DataError("loader: the saved state (seed \(state.seed), \(state.consumed.count) sources) does not match this loader (seed \(seed), \(sources.count) sources)")
+            let saved = state.lengthWindow ?? 1
+            guard state.consumed.count == sources.count, state.seed == seed, saved == lengthWindow else {
+                throw DataError("loader: the saved state (seed \(state.seed), \(state.consumed.count) sources, length window \(saved)) does not match this loader (seed \(seed), \(sources.count) sources, length window \(lengthWindow))")
             }
             self.state = state
         } else {
-            self.state = LoaderState(seed: seed, sources: sources.count)
+            self.state = LoaderState(seed: seed, sources: sources.count, lengthWindow: lengthWindow)
         }
     }
 
@@ -99,44 +115,73 @@ public final class Loader {
         let n = sources[s].count, epoch = k / n
         guard shuffle else { return k % n }
         if permutations[s]?.epoch != epoch {
-            var order = Array(0 ..< n)
-            let stream = RandomStream(seed: state.seed, stream: UInt64(s) << 32 | UInt64(epoch))
-            for i in stride(from: n - 1, to: 0, by: -1) {
-                order.swapAt(i, min(i, Int(stream.uniform(i) * Float(i + 1))))
-            }
-            permutations[s] = (epoch, order)
+            permutations[s] = (epoch, Loader.permutation(n, RandomStream(seed: state.seed, stream: UInt64(s) << 32 | UInt64(epoch))))
         }
         return permutations[s]!.order[k % n]
     }
 
-    /// The next batch of this rank; advances the state by one global batch.
-    public func next() throws -> LoadedBatch {
-        var picks: [(source: Int, record: Int)] = []
-        for g in state.samples ..< state.samples + globalBatch {
-            let s = pick(g)
-            picks.append((s, recordIndex(source: s, draw: state.consumed[s])))
-            state.consumed[s] += 1
+    /// A Fisher-Yates permutation of 0 ..< n from `stream`.
+    static func permutation(_ n: Int, _ stream: RandomStream) -> [Int] {
+        var order = Array(0 ..< n)
+        for i in stride(from: n - 1, to: 0, by: -1) {
+            order.swapAt(i, min(i, Int(stream.uniform(i) * Float(i + 1))))
         }
-        state.samples += globalBatch
-        let first = rank * globalBatch / ranks
-        let mine = Array(picks[first ..< ((rank + 1) * globalBatch / ranks)])
-        let records = try mine.map { try sources[$0.source].record($0.record) }
-        return assemble(records, samples: mine, firstSample: first)
+        return order
     }
 
-    /// Cuts each record to the recipe's length T (an image whose placeholders do not fit is dropped with
-    /// the rest of its sequence) and pads the batch to its longest sequence, rounded up to a multiple of 8
-    /// and at most T: no compute is spent on a padding column that no sequence needs.
+    /// The next batch of this rank; advances the state by one global batch.
+    public func next() throws -> LoadedBatch {
+        let size = lengthWindow * globalBatch, start = state.samples - state.samples % size
+        if window?.start != start { window = try draw(window: start) }
+        let batch = window!.batches[(state.samples - start) / globalBatch]
+        state.samples += globalBatch
+        if state.samples % size == 0 { state.consumed = window!.consumed }
+        let first = rank * globalBatch / ranks
+        let mine = batch[first ..< ((rank + 1) * globalBatch / ranks)]
+        let records = try mine.map { try $0.record ?? sources[$0.pick.source].record($0.pick.record) }
+        return assemble(records, samples: mine.map(\.pick), firstSample: first)
+    }
+
+    /// The window of samples from `start` on, cut into batches: in draw order when the window is one batch
+    /// (no record read yet); otherwise read, sorted by length (stably), cut, and the batches shuffled by
+    /// (seed, window).
+    func draw(window start: Int) throws -> Window {
+        var consumed = state.consumed
+        var picks: [(source: Int, record: Int)] = []
+        for g in start ..< start + lengthWindow * globalBatch {
+            let s = pick(g)
+            picks.append((s, recordIndex(source: s, draw: consumed[s])))
+            consumed[s] += 1
+        }
+        guard lengthWindow > 1 else { return (start, [picks.map { ($0, nil) }], consumed) }
+        let samples = try picks.map { (pick: $0, record: try sources[$0.source].record($0.record)) }
+        let lengths = samples.map { kept($0.record).length }
+        let sorted = samples.indices.sorted { (lengths[$0], $0) < (lengths[$1], $1) }.map { samples[$0] }
+        let order = Loader.permutation(lengthWindow, RandomStream(seed: state.seed, stream: 0x6C65_6E77_0000_0000 | UInt64(start / (lengthWindow * globalBatch))))
+        return (start, order.map { sorted[$0 * globalBatch ..< ($0 + 1) * globalBatch].map { ($0.pick, $0.record) } }, consumed)
+    }
+
+    /// The tokens of `r` that fit the recipe's length T, and its images that do: an image whose placeholders
+    /// do not fit is dropped with the rest of the sequence.
+    func kept(_ r: Record) -> (length: Int, images: ArraySlice<RGBImage>) {
+        let queries = sources[0].index.imageQueries
+        var length = min(sequenceLength, r.tokens.count), images = 0
+        for p in r.imagePositions {
+            if p + queries > length { length = min(length, p); break }
+            images += 1
+        }
+        return (length, r.images.prefix(images))
+    }
+
+    /// Cuts each record to what is `kept` and pads the batch to its longest sequence, rounded up to a
+    /// multiple of 8 and at most T: no compute is spent on a padding column that no sequence needs.
     func assemble(_ records: [Record], samples: [(source: Int, record: Int)], firstSample: Int) -> LoadedBatch {
-        let queries = sources[0].index.imageQueries, side = sources[0].index.imageSide
+        let side = sources[0].index.imageSide
         var lengths: [Int] = [], images: [RGBImage] = []
         for r in records {
-            var length = min(sequenceLength, r.tokens.count)
-            for (p, image) in zip(r.imagePositions, r.images) {
-                if p + queries > length { length = min(length, p); break }
-                images.append(image)
-            }
+            let (length, kept) = kept(r)
             lengths.append(length)
+            images += kept
         }
         let (b, t) = (records.count, max(2, min(sequenceLength, ((lengths.max() ?? 0) + 7) / 8 * 8)))
         var tokens = [Int32](repeating: sources[0].tokenizer.id(.pad), count: b * t)

@@ -32,6 +32,9 @@ public struct Recipe: Codable, Sendable {
         public var batchSize: Int
         /// Micro-batches per optimizer step.
         public var gradientAccumulation: Int?
+        /// Micro-batches per length window (absent or 1: no grouping): each window's samples are sorted by
+        /// length before they are cut into batches, so that batches pad less (`Loader`).
+        public var lengthWindow: Int?
     }
 
     public struct OptimizerSpec: Codable, Sendable {
@@ -99,7 +102,7 @@ public struct Recipe: Codable, Sendable {
         "lora": ["rank": true, "alpha": true, "dropout": true, "targets": true],
         "init": ["from": true, "path": true, "std": true, "vision_positions": true, "query_grid": true],
         "data": ["train": [["path": true, "weight": true]], "eval": [["path": true, "weight": true]],
-                 "sequence_length": true, "batch_size": true, "gradient_accumulation": true],
+                 "sequence_length": true, "batch_size": true, "gradient_accumulation": true, "length_window": true],
         "optimizer": ["lr": ["vision": true, "sampler": true, "decoder": true, "lora": true], "betas": true, "eps": true,
                       "weight_decay": true, "grad_clip": true],
         "schedule": ["warmup_steps": true, "min_lr": true, "decay": true],
@@ -232,6 +235,7 @@ public struct LoadedRecipe: Sendable {
         try require(r.data.batchSize > 0, "data.batch_size: must be positive, got \(r.data.batchSize)")
         try require(r.gradientAccumulation > 0 && r.data.batchSize % r.gradientAccumulation == 0,
                     "data.gradient_accumulation: \(r.gradientAccumulation) must be positive and divide data.batch_size \(r.data.batchSize)")
+        try require((r.data.lengthWindow ?? 1) > 0, "data.length_window: must be at least 1 micro-batch, got \(r.data.lengthWindow ?? 1)")
         try require(r.steps > 0, "steps: must be positive, got \(r.steps)")
         for (i, part) in (r.freeze ?? []).enumerated() {
             try require(["vision", "sampler", "decoder"].contains(part), "freeze[\(i)]: '\(part)' is not one of vision, sampler, decoder")

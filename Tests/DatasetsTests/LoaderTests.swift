@@ -16,14 +16,20 @@ final class LoaderTests: XCTestCase {
         try ["captions", "vqa", "text"].map { try Dataset(LoaderTests.root.appendingPathComponent("\($0)/train")) }
     }
 
-    private func loader(rank: Int = 0, ranks: Int = 1, state: LoaderState? = nil, batch: Int = 6) throws -> Loader {
-        try Loader(sources: try sources(), weights: [2, 1, 1], globalBatch: batch, sequenceLength: 48, seed: 7, rank: rank, ranks: ranks, state: state)
+    private func loader(rank: Int = 0, ranks: Int = 1, state: LoaderState? = nil, batch: Int = 6, length: Int = 48, window: Int = 1) throws -> Loader {
+        try Loader(sources: try sources(), weights: [2, 1, 1], globalBatch: batch, sequenceLength: length, seed: 7, rank: rank, ranks: ranks,
+                   lengthWindow: window, state: state)
     }
 
     private func identities(_ b: LoadedBatch) -> [String] { b.samples.map { "\($0.source):\($0.record)" } }
 
     func testResumeContinuesTheExactStream() throws {
-        let straight = try loader()
+        for window in [1, 4] { try checkResume(window: window) }
+    }
+
+    /// Resumes at step 12, in the middle of a window of 4 batches when there is one.
+    private func checkResume(window: Int) throws {
+        let straight = try loader(length: 160, window: window)
         var expected: [[String]] = [], tokens: [[Int32]] = [], saved: LoaderState?
         for step in 0 ..< 30 {   // several epochs of the smallest source
             let batch = try straight.next()
@@ -32,19 +38,45 @@ final class LoaderTests: XCTestCase {
             if step == 12 { saved = batch.state }
         }
         let encoded = try JSONEncoder().encode(saved!)
-        let resumed = try loader(state: try JSONDecoder().decode(LoaderState.self, from: encoded))
+        let resumed = try loader(state: try JSONDecoder().decode(LoaderState.self, from: encoded), length: 160, window: window)
         for step in 13 ..< 30 {
             let batch = try resumed.next()
-            XCTAssertEqual(identities(batch), expected[step], "step \(step)")
-            XCTAssertEqual(batch.tokens, tokens[step], "step \(step)")
+            XCTAssertEqual(identities(batch), expected[step], "window \(window), step \(step)")
+            XCTAssertEqual(batch.tokens, tokens[step], "window \(window), step \(step)")
+        }
+        let other = window == 1 ? 4 : 1
+        XCTAssertThrowsError(try loader(state: saved, length: 160, window: other), "a state saved with another length window") { error in
+            XCTAssert("\(error)".contains("length window \(window)"), "\(error)")
         }
     }
 
+    func testLengthWindowTakesTheSameSamplesAndPadsLess() throws {
+        let plain = try loader(length: 160), grouped = try loader(length: 160, window: 4)
+        var plainTokens = 0, groupedTokens = 0
+        for window in 0 ..< 6 {
+            var a: [String] = [], b: [String] = []
+            for _ in 0 ..< 4 {
+                let (x, y) = (try plain.next(), try grouped.next())
+                a += identities(x)
+                b += identities(y)
+                plainTokens += x.tokens.count
+                groupedTokens += y.tokens.count
+            }
+            XCTAssertEqual(a.sorted(), b.sorted(), "window \(window): the same samples")
+            XCTAssertEqual(grouped.state.consumed, plain.state.consumed, "window \(window): the same draws per source")
+        }
+        XCTAssertLessThan(Double(groupedTokens), 0.9 * Double(plainTokens), "grouping by length cuts padding")
+    }
+
     func testGlobalOrderIsTheSameForOneTwoAndThreeRanks() throws {
-        let one = try loader()
+        for window in [1, 3] { try checkRanks(window: window) }
+    }
+
+    private func checkRanks(window: Int) throws {
+        let one = try loader(window: window)
         let reference = try (0 ..< 8).map { _ in identities(try one.next()) }
         for ranks in [2, 3] {
-            let loaders = try (0 ..< ranks).map { try loader(rank: $0, ranks: ranks) }
+            let loaders = try (0 ..< ranks).map { try loader(rank: $0, ranks: ranks, window: window) }
             for step in 0 ..< 8 {
                 let joined = try loaders.flatMap { identities(try $0.next()) }
                 XCTAssertEqual(joined, reference[step], "\(ranks) ranks, step \(step)")
