@@ -46,7 +46,10 @@ final class MatmulBF16Tests: XCTestCase {
 
     private var cases: [Case] {
         var all: [Case] = []
-        for (m, n, k) in [(1, 1, 1), (16, 16, 32), (17, 33, 45), (40, 7, 70), (5, 50, 257), (64, 96, 32), (70, 40, 100)] {
+        // (300, 40, 70): many strips of A, packed a pair at a time; (3, 480, 1100): B in
+        // several groups, A packed once.
+        for (m, n, k) in [(1, 1, 1), (16, 16, 32), (17, 33, 45), (40, 7, 70), (5, 50, 257), (64, 96, 32), (70, 40, 100),
+                          (300, 40, 70), (3, 480, 1100)] {
             for transA in [false, true] {
                 for transB in [false, true] {
                     all.append(Case(m: m, n: n, k: k, transA: transA, transB: transB, alpha: 1, beta: 0))
