@@ -18,11 +18,14 @@ public enum Evaluation {
         public let loss: Double
         /// The first few generated answers beside their references.
         public let samples: [String]
+        /// The first wrong answers (as many as asked for), each after its question.
+        public let misses: [String]
         /// Accuracy by caption attribute (count, size, color, shape, position) or by question kind.
         public let breakdown: [String: Double]
     }
 
-    public static func run(model: XComposer, datasets: [(name: String, dataset: Dataset)], limit: Int, sequenceLength: Int, batchSize: Int = 8) throws -> [Score] {
+    public static func run(model: XComposer, datasets: [(name: String, dataset: Dataset)], limit: Int, sequenceLength: Int, batchSize: Int = 8,
+                           misses missLimit: Int = 0) throws -> [Score] {
         let generator = Generator(model: model)
         var scores: [Score] = []
         for (name, dataset) in datasets {
@@ -30,10 +33,10 @@ public enum Evaluation {
             let loss = try heldOutLoss(model: model, dataset: dataset, records: n, sequenceLength: sequenceLength, batchSize: batchSize)
             let first = try dataset.record(0)
             guard first.kind != .text else {
-                scores.append(Score(dataset: name, metric: "loss only", value: .nan, chance: nil, examples: n, loss: loss, samples: [], breakdown: [:]))
+                scores.append(Score(dataset: name, metric: "loss only", value: .nan, chance: nil, examples: n, loss: loss, samples: [], misses: [], breakdown: [:]))
                 continue
             }
-            var total = 0.0, chance = 0.0, samples: [String] = []
+            var total = 0.0, chance = 0.0, samples: [String] = [], misses: [String] = []
             var partRight: [String: Double] = [:], partScored: [String: Double] = [:]
             let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
             for i in 0 ..< n {
@@ -42,25 +45,30 @@ public enum Evaluation {
                 let answer = try generator.generate(prompt: prompt, images: images, maxTokens: reference.count + 16, stop: stop)
                 let said = tokenizer.render(answer.filter { !stop.contains($0) })
                 let truth = tokenizer.render(reference)
-                if samples.count < 3 { samples.append("generated \"\(said)\" for \"\(truth)\"") }
+                let answered = "generated \"\(said)\" for \"\(truth)\""
+                if samples.count < 3 { samples.append(answered) }
+                let question = asked(tokenizer.render(prompt))
                 if record.kind == .caption {
                     let score = captionAttributes(said: said, truth: truth)
-                    total += score.right.values.reduce(0, +) / score.scored.values.reduce(0, +)
+                    let fraction = score.right.values.reduce(0, +) / score.scored.values.reduce(0, +)
+                    if fraction < 1, misses.count < missLimit { misses.append(answered) }
+                    total += fraction
                     chance += score.chance
                     partRight.merge(score.right, uniquingKeysWith: +)
                     partScored.merge(score.scored, uniquingKeysWith: +)
                 } else {
                     let right = said.trimmingCharacters(in: .whitespaces) == truth.trimmingCharacters(in: .whitespaces) ? 1.0 : 0
-                    let question = questionKind(tokenizer.render(prompt))
+                    let kind = questionKind(question)
+                    if right == 0, misses.count < missLimit { misses.append("\"\(question)\": " + answered) }
                     total += right
-                    chance += question?.chance ?? 0
-                    partRight[question?.kind ?? "other", default: 0] += right
-                    partScored[question?.kind ?? "other", default: 0] += 1
+                    chance += kind?.chance ?? 0
+                    partRight[kind?.kind ?? "other", default: 0] += right
+                    partScored[kind?.kind ?? "other", default: 0] += 1
                 }
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy" : "VQA exact match"
             scores.append(Score(dataset: name, metric: metric, value: total / Double(n), chance: chance / Double(n), examples: n, loss: loss, samples: samples,
-                                breakdown: partRight.reduce(into: [:]) { $0[$1.key] = $1.value / partScored[$1.key]! }))
+                                misses: misses, breakdown: partRight.reduce(into: [:]) { $0[$1.key] = $1.value / partScored[$1.key]! }))
         }
         return scores
     }
@@ -120,10 +128,15 @@ public enum Evaluation {
         return (right, scored, chance)
     }
 
+    /// The last user turn of a rendered prompt, without its end token ("" when there is none).
+    static func asked(_ prompt: String) -> String {
+        let parts = prompt.components(separatedBy: "<|User|>: ")
+        return parts.count > 1 ? parts.last!.components(separatedBy: "<eou>")[0] : ""
+    }
+
     /// The kind of a shapes-world question and the chance of guessing its answer uniformly among the
     /// possible ones; nil for anything else.
-    static func questionKind(_ question: String) -> (kind: String, chance: Double)? {
-        let q = question.components(separatedBy: "<|User|>: ").last ?? question
+    static func questionKind(_ q: String) -> (kind: String, chance: Double)? {
         let kinds: [(String, Double)] = [("What color", 1.0 / 4), ("How many", 1.0 / 3), ("Is there", 1.0 / 2), ("Where is", 1.0 / 4),
                                          ("What is at", 1.0 / 13), ("Which image", 1.0 / 2)]
         return kinds.first { q.hasPrefix($0.0) }.map { (kind: $0.0, chance: $0.1) }

@@ -26,6 +26,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Also write the scores as JSON to this file.")
     var json: String?
 
+    @Option(help: "Print up to this many wrong answers per dataset, each after its question.")
+    var misses = 0
+
     func run() throws {
         guard !data.isEmpty else { throw ValidationError("give at least one --data directory") }
         let model = try Checkpoint.model(URL(fileURLWithPath: checkpoint)).model
@@ -33,7 +36,7 @@ struct Eval: ParsableCommand {
         for d in datasets {
             try d.dataset.checkCompatible(vocabSize: model.config.textConfig.vocabSize, imageQueries: model.config.numQueryTokens, imageTokenIndex: model.config.imageTokenIndex!)
         }
-        let scores = try Evaluation.run(model: model, datasets: datasets, limit: limit, sequenceLength: length)
+        let scores = try Evaluation.run(model: model, datasets: datasets, limit: limit, sequenceLength: length, misses: misses)
         for s in scores {
             let value = s.value.isNaN ? "-" : String(format: "%.1f%%", 100 * s.value)
             let chance = s.chance.map { String(format: "%.1f%%", 100 * $0) } ?? "-"
@@ -43,6 +46,8 @@ struct Eval: ParsableCommand {
                       + s.breakdown.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value) }.joined(separator: ", "))
             }
             for sample in s.samples { print("  " + sample.replacingOccurrences(of: "\n", with: "\\n")) }
+            if !s.misses.isEmpty { print("  wrong answers:") }
+            for miss in s.misses { print("    " + miss.replacingOccurrences(of: "\n", with: "\\n")) }
         }
         if let json {
             let encoder = JSONEncoder()

@@ -106,13 +106,24 @@ final class EvalCLITests: XCTestCase {
         let checkpoint = root.appendingPathComponent("run/step-0000006.h5").path
         let json = root.appendingPathComponent("scores.json").path
         let eval = try CLI.run(["eval", checkpoint, "--data", root.appendingPathComponent("data/vqa/eval").path,
-                                "--data", root.appendingPathComponent("data/captions/eval").path, "--limit", "4", "--length", "48", "--json", json])
+                                "--data", root.appendingPathComponent("data/captions/eval").path, "--limit", "4", "--length", "48", "--json", json, "--misses", "2"])
         XCTAssertEqual(eval.status, 0, eval.error)
         XCTAssert(eval.output.contains("VQA exact match"), eval.output)
         XCTAssert(eval.output.contains("caption attribute accuracy"), eval.output)
         let scores = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [[String: Any]]
         XCTAssertEqual(scores.count, 2)
         XCTAssertEqual(scores[0]["chance"] as? Double ?? 0, 0.2, accuracy: 0.2)
+        for score in scores {   // the first wrong answers, at most 2; a question's comes first
+            let misses = score["misses"] as? [String] ?? [], value = score["value"] as? Double ?? 0
+            XCTAssertEqual(misses.isEmpty, value == 1, "\(score)")
+            if score["metric"] as? String == "VQA exact match" {
+                XCTAssertEqual(misses.count, min(2, Int((4 * (1 - value)).rounded())), "\(score)")
+                XCTAssert(misses.allSatisfy { $0.hasPrefix("\"") && $0.contains("?\": generated") }, "\(misses)")
+            } else {
+                XCTAssertLessThanOrEqual(misses.count, 2, "\(score)")
+            }
+        }
+        XCTAssertEqual(eval.output.components(separatedBy: "wrong answers:").count - 1, scores.filter { !($0["misses"] as? [String] ?? []).isEmpty }.count)
         let image = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/images/photo.jpg").path
         let cached = try CLI.run(["generate", checkpoint, "--image", image, "--prompt", "What color is the circle?", "--max-tokens", "12"])
         XCTAssertEqual(cached.status, 0, cached.error)

@@ -16,10 +16,19 @@ final class EvaluationTests: XCTestCase {
     }
 
     func testChanceOfEachQuestionKind() {
-        XCTAssertEqual(Evaluation.questionKind("<s><|User|>: What color is the circle at the top left?<eou>")?.chance, 0.25)
-        XCTAssertEqual(Evaluation.questionKind("<|User|>: How many shapes are there?")?.chance, 1.0 / 3)
-        XCTAssertEqual(Evaluation.questionKind("<|User|>: Is there a red square?")?.chance, 0.5)
-        XCTAssertEqual(Evaluation.questionKind("<|User|>: What is at the top right?")?.chance, 1.0 / 13)
-        XCTAssertEqual(Evaluation.questionKind("Image 1: ... <|User|>: Which image shows a red circle?")?.chance, 0.5)
+        XCTAssertEqual(Evaluation.questionKind("What color is the circle at the top left?")?.chance, 0.25)
+        XCTAssertEqual(Evaluation.questionKind("How many shapes are there?")?.chance, 1.0 / 3)
+        XCTAssertEqual(Evaluation.questionKind("Is there a red square?")?.chance, 0.5)
+        XCTAssertEqual(Evaluation.questionKind("What is at the top right?")?.chance, 1.0 / 13)
+        XCTAssertEqual(Evaluation.questionKind("Which image shows a red circle?")?.chance, 0.5)
+        XCTAssertNil(Evaluation.questionKind("Describe the image."))
+    }
+
+    func testTheQuestionIsTheLastUserTurn() {
+        XCTAssertEqual(Evaluation.asked("<s><image><|User|>: What color is the circle at the top left?<eou>\n<|Bot|>: "),
+                       "What color is the circle at the top left?")
+        XCTAssertEqual(Evaluation.asked("<s><|User|>: Describe the image.<eou>\n<|Bot|>: a red circle.<eob>\n<|User|>: Is there a red square?<eou>\n<|Bot|>: "),
+                       "Is there a red square?")
+        XCTAssertEqual(Evaluation.asked("<s><image>"), "", "a caption prompt has no question")
     }
 }
