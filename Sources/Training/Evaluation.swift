@@ -47,7 +47,6 @@ public enum Evaluation {
                 let truth = tokenizer.render(reference)
                 let answered = "generated \"\(said)\" for \"\(truth)\""
                 if samples.count < 3 { samples.append(answered) }
-                let question = asked(tokenizer.render(prompt))
                 if record.kind == .caption {
                     let score = captionAttributes(said: said, truth: truth)
                     let fraction = score.right.values.reduce(0, +) / score.scored.values.reduce(0, +)
@@ -58,7 +57,7 @@ public enum Evaluation {
                     partScored.merge(score.scored, uniquingKeysWith: +)
                 } else {
                     let right = said.trimmingCharacters(in: .whitespaces) == truth.trimmingCharacters(in: .whitespaces) ? 1.0 : 0
-                    let kind = questionKind(question)
+                    let question = asked(tokenizer.render(prompt)), kind = questionKind(question)
                     if right == 0, misses.count < missLimit { misses.append("\"\(question)\": " + answered) }
                     total += right
                     chance += kind?.chance ?? 0
