@@ -3,8 +3,8 @@ import Datasets
 import Foundation
 import Training
 
-/// `xtrain bench data`: zstd decompression speed on one core, and the loader's batch rate next to the
-/// training step that consumes the batches.
+/// `xtrain bench data`: zstd decompression speed on one core, the loader's batch rate next to the
+/// training step that consumes the batches, and how much of the batches is padding.
 struct BenchData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
@@ -35,8 +35,15 @@ struct BenchData: ParsableCommand {
                                 lengthWindow: r.data.lengthWindow ?? 1)
         _ = try loader.next()
         start = Date()
-        for _ in 0 ..< batches { _ = try loader.next() }
+        var padded = 0, real = 0
+        for _ in 0 ..< batches {
+            let batch = try loader.next()
+            padded += batch.tokens.count
+            real += batch.attentionMask.reduce(0) { $0 + Int($1) }
+        }
         let perBatch = Date().timeIntervalSince(start) / Double(batches)
+        print(String(format: "padding: %.2f batch tokens per sequence token over %d batches (data.length_window %d)",
+                     Double(padded) / Double(real), batches, r.data.lengthWindow ?? 1))
 
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("xtrain-bench-\(getpid())")
         defer { try? FileManager.default.removeItem(at: run) }
