@@ -111,6 +111,7 @@ public struct Recipe: Codable, Sendable {
     ]
 
     public var gradientAccumulation: Int { data.gradientAccumulation ?? 1 }
+    public var lengthWindow: Int { data.lengthWindow ?? 1 }
     public var betas: (Double, Double) { (optimizer.betas?[0] ?? 0.9, optimizer.betas?[1] ?? 0.95) }
     public var eps: Double { optimizer.eps ?? 1e-8 }
     public var weightDecay: Double { optimizer.weightDecay ?? 0 }
@@ -235,7 +236,7 @@ public struct LoadedRecipe: Sendable {
         try require(r.data.batchSize > 0, "data.batch_size: must be positive, got \(r.data.batchSize)")
         try require(r.gradientAccumulation > 0 && r.data.batchSize % r.gradientAccumulation == 0,
                     "data.gradient_accumulation: \(r.gradientAccumulation) must be positive and divide data.batch_size \(r.data.batchSize)")
-        try require((r.data.lengthWindow ?? 1) > 0, "data.length_window: must be at least 1 micro-batch, got \(r.data.lengthWindow ?? 1)")
+        try require(r.lengthWindow > 0, "data.length_window: must be at least 1 micro-batch, got \(r.lengthWindow)")
         try require(r.steps > 0, "steps: must be positive, got \(r.steps)")
         for (i, part) in (r.freeze ?? []).enumerated() {
             try require(["vision", "sampler", "decoder"].contains(part), "freeze[\(i)]: '\(part)' is not one of vision, sampler, decoder")

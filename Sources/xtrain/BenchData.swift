@@ -32,7 +32,7 @@ struct BenchData: ParsableCommand {
 
         let micro = r.data.batchSize / r.gradientAccumulation
         let loader = try Loader(sources: sources, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: micro, sequenceLength: r.data.sequenceLength, seed: r.seed,
-                                lengthWindow: r.data.lengthWindow ?? 1)
+                                lengthWindow: r.lengthWindow)
         _ = try loader.next()
         start = Date()
         var padded = 0, real = 0
@@ -43,7 +43,7 @@ struct BenchData: ParsableCommand {
         }
         let perBatch = Date().timeIntervalSince(start) / Double(batches)
         print(String(format: "padding: %.2f batch tokens per sequence token over %d batches (data.length_window %d)",
-                     Double(padded) / Double(real), batches, r.data.lengthWindow ?? 1))
+                     Double(padded) / Double(real), batches, r.lengthWindow))
 
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("xtrain-bench-\(getpid())")
         defer { try? FileManager.default.removeItem(at: run) }
