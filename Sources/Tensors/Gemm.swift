@@ -34,16 +34,27 @@ public func gemm(
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
-/// `gemm` with the rows of C split over `Parallel.threads` (each chunk a single-threaded call).
-/// The split depends only on the sizes, so results are bit-identical run after run.
+/// `gemm` with C split over `Parallel.threads` (each chunk a single-threaded call): by rows when op(B) is
+/// the smaller operand, else by columns, since every chunk packs the whole of the operand it does not split.
+/// The split depends only on the sizes, and each element's arithmetic does not depend on where a chunk
+/// starts, so results are bit-identical run after run.
 public func parallelGemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     // About a million multiply-adds per chunk before a second thread pays for itself.
-    let grain = max(1, (1 << 20) / max(1, n * k))
-    Parallel.chunks(m, grain: grain) { rows in
+    if n > m {
+        Parallel.chunks(n, grain: max(1, (1 << 20) / max(1, m * k))) { columns in
+            // Column j of op(B) is column j of B, or row j of B when transposed.
+            let bColumns = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+            gemm(transA: transA, transB: transB, m: m, n: columns.count, k: k,
+                 alpha: alpha, a: a, lda: lda, b: bColumns, ldb: ldb,
+                 beta: beta, c: c + columns.lowerBound, ldc: ldc)
+        }
+        return
+    }
+    Parallel.chunks(m, grain: max(1, (1 << 20) / max(1, n * k))) { rows in
         // Row r of op(A) is row r of A, or column r of A when transposed.
         let aRows = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
         gemm(transA: transA, transB: transB, m: rows.count, n: n, k: k,
