@@ -112,13 +112,14 @@ void xt_gelu_forward(float *out, const float *x, long n) {
     }
 }
 
-void xt_gelu_backward(float *dinp, const float *dout, const float *x, long n) {
+void xt_gelu_backward(float *dinp, const float *dout, const float *x, long n, int accumulate) {
     for (long i = 0; i < n; i += 16) {
         long lanes = lanes_at(i, n);
         v16 v = load(x + i, lanes);
         v16 cdf = 0.5f * (1 + verf(v * 0.70710678f));
         v16 pdf = 0.39894228f * vexp(-0.5f * v * v);
-        store(load(dinp + i, lanes) + load(dout + i, lanes) * (cdf + v * pdf), dinp + i, lanes);
+        v16 old = accumulate ? load(dinp + i, lanes) : (v16){0};
+        store(old + load(dout + i, lanes) * (cdf + v * pdf), dinp + i, lanes);
     }
 }
 
@@ -146,11 +147,12 @@ void xt_swiglu_forward(float *out, const float *gate, const float *up, long n) {
     }
 }
 
-void xt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n) {
+void xt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n, int accumulate) {
     for (long i = 0; i < n; i += 16) {
         long lanes = lanes_at(i, n);
         v16 g = load(gate + i, lanes), s = vsigmoid(g), dy = load(dout + i, lanes);
-        store(load(dgate + i, lanes) + dy * load(up + i, lanes) * s * (1 + g * (1 - s)), dgate + i, lanes);
-        store(load(dup + i, lanes) + dy * g * s, dup + i, lanes);
+        v16 oldGate = accumulate ? load(dgate + i, lanes) : (v16){0}, oldUp = accumulate ? load(dup + i, lanes) : (v16){0};
+        store(oldGate + dy * load(up + i, lanes) * s * (1 + g * (1 - s)), dgate + i, lanes);
+        store(oldUp + dy * g * s, dup + i, lanes);
     }
 }

@@ -147,9 +147,11 @@ public struct LinearParams {
         if let lora, let state { lora.forward(out, inp, state) }
     }
 
-    /// Accumulates the parameter gradients (if trainable) and dinp (if given), through the adapter too.
-    public func backward(dinp: Tensor?, dout: Tensor, inp: Tensor, adapter state: LoRAActivations? = nil, scratch: LoRAScratch? = nil) {
-        linearBackward(dinp: dinp, dweight: weight.grad, dbias: bias?.grad, dout: dout, inp: inp, weight: weight.value)
+    /// Accumulates the parameter gradients (if trainable) and dinp (if given), through the adapter too;
+    /// with `overwrite`, dinp's old contents are replaced instead of added to.
+    public func backward(dinp: Tensor?, dout: Tensor, inp: Tensor, adapter state: LoRAActivations? = nil, scratch: LoRAScratch? = nil,
+                         overwrite: Bool = false) {
+        linearBackward(dinp: dinp, dweight: weight.grad, dbias: bias?.grad, dout: dout, inp: inp, weight: weight.value, overwrite: overwrite)
         if let lora, let state, let scratch { lora.backward(dinp: dinp, dout: dout, state, scratch) }
     }
 }

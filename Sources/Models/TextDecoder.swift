@@ -163,11 +163,13 @@ public final class TextDecoder {
         init(_ arena: Arena, batch b: Int, length t: Int, _ m: TextDecoder) {
             let (d, i) = (m.config.hiddenSize, m.config.intermediateSize)
             lora = m.lora.map { LoRAScratch(arena, rows: b * t, rank: $0.rank, widest: max(d, i)) }
+            // dlogits and dx are accumulated into from the start; every other buffer is overwritten first.
             dlogits = arena.tensor([b, t, m.config.vocabSize])
-            (dx, dnorm, dcontext) = (arena.tensor([b, t, d]), arena.tensor([b, t, d]), arena.tensor([b, t, d]))
-            (dq, dk, dv) = (arena.tensor([b, t, d]), arena.tensor([b, t, d]), arena.tensor([b, t, d]))
-            (dgate, dup, dgated) = (arena.tensor([b, t, i]), arena.tensor([b, t, i]), arena.tensor([b, t, i]))
-            attention = arena.tensor([m.attentionShape(batch: b, length: t).backwardScratchCount])
+            dx = arena.tensor([b, t, d])
+            let fresh = { (width: Int) in arena.tensor([b, t, width], zeroed: false) }
+            (dnorm, dcontext, dq, dk, dv) = (fresh(d), fresh(d), fresh(d), fresh(d), fresh(d))
+            (dgate, dup, dgated) = (fresh(i), fresh(i), fresh(i))
+            attention = arena.tensor([m.attentionShape(batch: b, length: t).backwardScratchCount], zeroed: false)
         }
     }
 
@@ -180,28 +182,27 @@ public final class TextDecoder {
         let (dlogits, dx, dnorm, dcontext, dq, dk, dv) = (s.dlogits, s.dx, s.dnorm, s.dcontext, s.dq, s.dk, s.dv)
         let (dgate, dup, dgated, scratch) = (s.dgate, s.dup, s.dgated, s.attention)
         crossEntropyBackward(dlogits: dlogits.reshaped([b * t, config.vocabSize]), logits: a.logits.reshaped([b * t, config.vocabSize]), targets: targets, scale: scale)
-        lmHead.backward(dinp: dnorm, dout: dlogits, inp: a.finalNorm.out)
+        lmHead.backward(dinp: dnorm, dout: dlogits, inp: a.finalNorm.out, overwrite: true)
         let last = a.layers.last?.residual2 ?? a.embeddings
         rmsNormBackward(dinp: dx, dweight: norm.weight.grad, dout: dnorm, inp: last, weight: norm.weight.value, rstd: a.finalNorm.rstd)
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let layer = layers[l], act = a.layers[l]
             let input = l == 0 ? a.embeddings : a.layers[l - 1].residual2
-            // residual2 = residual1 + down(silu(gate(n)) * up(n)), n = RMSNorm(residual1).
-            dgated.zero(); dgate.zero(); dup.zero(); dnorm.zero()
-            layer.downProj.backward(dinp: dgated, dout: dx, inp: act.gated, adapter: act.adapters[6], scratch: s.lora)
-            swigluBackward(dgate: dgate, dup: dup, dout: dgated, gate: act.gate, up: act.up)
-            layer.gateProj.backward(dinp: dnorm, dout: dgate, inp: act.postAttentionNorm.out, adapter: act.adapters[4], scratch: s.lora)
+            // residual2 = residual1 + down(silu(gate(n)) * up(n)), n = RMSNorm(residual1). The first kernel
+            // to reach each gradient buffer overwrites it; the rest accumulate.
+            layer.downProj.backward(dinp: dgated, dout: dx, inp: act.gated, adapter: act.adapters[6], scratch: s.lora, overwrite: true)
+            swigluBackward(dgate: dgate, dup: dup, dout: dgated, gate: act.gate, up: act.up, overwrite: true)
+            layer.gateProj.backward(dinp: dnorm, dout: dgate, inp: act.postAttentionNorm.out, adapter: act.adapters[4], scratch: s.lora, overwrite: true)
             layer.upProj.backward(dinp: dnorm, dout: dup, inp: act.postAttentionNorm.out, adapter: act.adapters[5], scratch: s.lora)
             rmsNormBackward(dinp: dx, dweight: layer.postAttentionNorm.weight.grad, dout: dnorm, inp: act.residual1,
                             weight: layer.postAttentionNorm.weight.value, rstd: act.postAttentionNorm.rstd)
             // residual1 = input + o(attention(rope(q(n)), rope(k(n)), v(n))), n = RMSNorm(input).
-            dcontext.zero(); dq.zero(); dk.zero(); dv.zero(); dnorm.zero()
-            layer.oProj.backward(dinp: dcontext, dout: dx, inp: act.context, adapter: act.adapters[3], scratch: s.lora)
+            layer.oProj.backward(dinp: dcontext, dout: dx, inp: act.context, adapter: act.adapters[3], scratch: s.lora, overwrite: true)
             attentionBackward(dq: HeadSlice(dq), dk: HeadSlice(dk), dv: HeadSlice(dv), scratch: scratch, dout: dcontext, probs: act.probs,
-                              q: HeadSlice(act.q), k: HeadSlice(act.k), v: HeadSlice(act.v), shape: shape)
+                              q: HeadSlice(act.q), k: HeadSlice(act.k), v: HeadSlice(act.v), shape: shape, overwrite: true)
             rotaryBackward(dx: dq, heads: h, table: rotary)
             rotaryBackward(dx: dk, heads: h, table: rotary)
-            layer.qProj.backward(dinp: dnorm, dout: dq, inp: act.inputNorm.out, adapter: act.adapters[0], scratch: s.lora)
+            layer.qProj.backward(dinp: dnorm, dout: dq, inp: act.inputNorm.out, adapter: act.adapters[0], scratch: s.lora, overwrite: true)
             layer.kProj.backward(dinp: dnorm, dout: dk, inp: act.inputNorm.out, adapter: act.adapters[1], scratch: s.lora)
             layer.vProj.backward(dinp: dnorm, dout: dv, inp: act.inputNorm.out, adapter: act.adapters[2], scratch: s.lora)
             rmsNormBackward(dinp: dx, dweight: layer.inputNorm.weight.grad, dout: dnorm, inp: input, weight: layer.inputNorm.weight.value, rstd: act.inputNorm.rstd)

@@ -145,13 +145,14 @@ public final class VisionTransformer {
 
         init(_ arena: Arena, images n: Int, _ v: VisionTransformer) {
             let (t, d, f) = (v.config.tokens, v.config.hiddenSize, v.config.intermediateSize)
+            // Only dx is accumulated into from the start; every other buffer is overwritten first.
             dx = arena.tensor([n, t, d])
-            dnorm = arena.tensor([n, t, d])
-            dcontext = arena.tensor([n, t, d])
-            dqkv = arena.tensor([n, t, 3 * d])
-            dhidden = arena.tensor([n, t, f])
-            dactivated = arena.tensor([n, t, f])
-            attention = arena.tensor([v.attentionShape(images: n).backwardScratchCount])
+            dnorm = arena.tensor([n, t, d], zeroed: false)
+            dcontext = arena.tensor([n, t, d], zeroed: false)
+            dqkv = arena.tensor([n, t, 3 * d], zeroed: false)
+            dhidden = arena.tensor([n, t, f], zeroed: false)
+            dactivated = arena.tensor([n, t, f], zeroed: false)
+            attention = arena.tensor([v.attentionShape(images: n).backwardScratchCount], zeroed: false)
         }
     }
 
@@ -167,18 +168,17 @@ public final class VisionTransformer {
             let layer = layers[l], act = a.layers[l]
             let input = l == 0 ? a.embeddings : a.layers[l - 1].residual2
             // residual2 = residual1 + fc2(gelu(fc1(LN2(residual1)))): dx is also d residual1 through the skip.
-            dactivated.zero(); dhidden.zero(); dnorm.zero()
-            layer.fc2.backward(dinp: dactivated, dout: dx, inp: act.activated)
-            geluBackward(dinp: dhidden, dout: dactivated, inp: act.hidden)
-            layer.fc1.backward(dinp: dnorm, dout: dhidden, inp: act.norm2.out)
+            // The gradient buffers are overwritten by their first kernel, so none is zeroed.
+            layer.fc2.backward(dinp: dactivated, dout: dx, inp: act.activated, overwrite: true)
+            geluBackward(dinp: dhidden, dout: dactivated, inp: act.hidden, overwrite: true)
+            layer.fc1.backward(dinp: dnorm, dout: dhidden, inp: act.norm2.out, overwrite: true)
             act.norm2.backward(dinp: dx, dout: dnorm, inp: act.residual1, layer.norm2)
             // residual1 = input + projection(attention(qkv(LN1(input)))).
-            dcontext.zero(); dqkv.zero(); dnorm.zero()
-            layer.projection.backward(dinp: dcontext, dout: dx, inp: act.context)
+            layer.projection.backward(dinp: dcontext, dout: dx, inp: act.context, overwrite: true)
             attentionBackward(dq: HeadSlice(dqkv), dk: HeadSlice(dqkv, column: d), dv: HeadSlice(dqkv, column: 2 * d), scratch: scratch,
                               dout: dcontext, probs: act.probs, q: HeadSlice(act.qkv), k: HeadSlice(act.qkv, column: d),
-                              v: HeadSlice(act.qkv, column: 2 * d), shape: shape)
-            layer.qkv.backward(dinp: dnorm, dout: dqkv, inp: act.norm1.out)
+                              v: HeadSlice(act.qkv, column: 2 * d), shape: shape, overwrite: true)
+            layer.qkv.backward(dinp: dnorm, dout: dqkv, inp: act.norm1.out, overwrite: true)
             act.norm1.backward(dinp: dx, dout: dnorm, inp: input, layer.norm1)
         }
         // dx is now the gradient of the embeddings: class token + positions + patches.

@@ -14,11 +14,12 @@ public func geluForward(out: Tensor, inp: Tensor) {
     }
 }
 
-/// dinp += dout * (Phi(x) + x * phi(x)), Phi and phi the standard normal CDF and density.
-public func geluBackward(dinp: Tensor, dout: Tensor, inp: Tensor) {
+/// dinp += dout * (Phi(x) + x * phi(x)), Phi and phi the standard normal CDF and density; with
+/// `overwrite`, dinp = that product (its old contents are not read).
+public func geluBackward(dinp: Tensor, dout: Tensor, inp: Tensor, overwrite: Bool = false) {
     dinp.expectSameShape(inp, "geluBackward dinp vs inp"); dout.expectSameShape(inp, "geluBackward dout vs inp")
     Parallel.chunks(inp.count, grain: elementwiseGrain) { r in
-        xt_gelu_backward(dinp.data + r.lowerBound, dout.data + r.lowerBound, inp.data + r.lowerBound, r.count)
+        xt_gelu_backward(dinp.data + r.lowerBound, dout.data + r.lowerBound, inp.data + r.lowerBound, r.count, overwrite ? 0 : 1)
     }
 }
 
@@ -46,14 +47,14 @@ public func swigluForward(out: Tensor, gate: Tensor, up: Tensor) {
     }
 }
 
-/// dgate += dout * up * silu'(gate), dup += dout * silu(gate).
-public func swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor) {
+/// dgate += dout * up * silu'(gate), dup += dout * silu(gate); with `overwrite`, = instead of +=.
+public func swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor, overwrite: Bool = false) {
     for (t, name) in [(dgate, "dgate"), (dup, "dup"), (dout, "dout"), (up, "up")] {
         t.expectSameShape(gate, "swigluBackward \(name) vs gate")
     }
     Parallel.chunks(gate.count, grain: elementwiseGrain) { r in
         let i = r.lowerBound
-        xt_swiglu_backward(dgate.data + i, dup.data + i, dout.data + i, gate.data + i, up.data + i, r.count)
+        xt_swiglu_backward(dgate.data + i, dup.data + i, dout.data + i, gate.data + i, up.data + i, r.count, overwrite ? 0 : 1)
     }
 }
 

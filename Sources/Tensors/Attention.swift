@@ -103,9 +103,10 @@ private func maskedSoftmaxRow(_ row: UnsafeMutablePointer<Float>, visible: Int, 
 }
 
 /// Accumulates dq, dk, dv (each laid out like its forward operand) from dout (B, Tq, H*d) and the
-/// forward's probs; nil ones are skipped. scratch holds at least `shape.backwardScratchCount` elements.
-public func attentionBackward(dq: HeadSlice?, dk: HeadSlice?, dv: HeadSlice?, scratch: Tensor,
-                              dout: Tensor, probs: Tensor, q: HeadSlice, k: HeadSlice, v: HeadSlice, shape s: AttentionShape) {
+/// forward's probs, or with `overwrite` writes them; nil ones are skipped. scratch holds at least
+/// `shape.backwardScratchCount` elements.
+public func attentionBackward(dq: HeadSlice?, dk: HeadSlice?, dv: HeadSlice?, scratch: Tensor, dout: Tensor, probs: Tensor,
+                              q: HeadSlice, k: HeadSlice, v: HeadSlice, shape s: AttentionShape, overwrite: Bool = false) {
     let (tq, tk, d, h) = (s.queryLength, s.keyLength, s.headDim, s.heads)
     dout.expect([s.batch, tq, h * d], "attentionBackward dout")
     probs.expect([s.batch, h, tq, tk], "attentionBackward probs")
@@ -113,6 +114,7 @@ public func attentionBackward(dq: HeadSlice?, dk: HeadSlice?, dv: HeadSlice?, sc
     dk?.check("dk", batch: s.batch, length: tk, width: h * d)
     dv?.check("dv", batch: s.batch, length: tk, width: h * d)
     precondition(scratch.count >= s.backwardScratchCount, "attentionBackward: scratch of \(scratch.count) elements, need \(s.backwardScratchCount)")
+    let beta: Float = overwrite ? 0 : 1
     Parallel.indexedChunks(s.batch * h, grain: 1) { thread, pairs in
         let ds = scratch.data + thread * tq * tk
         for pair in pairs {
@@ -124,7 +126,7 @@ public func attentionBackward(dq: HeadSlice?, dk: HeadSlice?, dv: HeadSlice?, sc
             let vp = v.base(batch: b, head: head, length: tk, headDim: d)
             if let dv {  // dv += p^T dout
                 gemm(transA: true, transB: false, m: tk, n: d, k: tq, alpha: 1, a: p, lda: tk, b: dop, ldb: h * d,
-                     beta: 1, c: dv.base(batch: b, head: head, length: tk, headDim: d), ldc: dv.stride)
+                     beta: beta, c: dv.base(batch: b, head: head, length: tk, headDim: d), ldc: dv.stride)
             }
             guard dq != nil || dk != nil else { continue }
             // dp = dout v^T, then the softmax backward in place: ds = p * (dp - rowsum(p * dp)).
@@ -137,11 +139,11 @@ public func attentionBackward(dq: HeadSlice?, dk: HeadSlice?, dv: HeadSlice?, sc
             }
             if let dq {  // dq += scale * ds k
                 gemm(transA: false, transB: false, m: tq, n: d, k: tk, alpha: s.scale, a: ds, lda: tk, b: kp, ldb: k.stride,
-                     beta: 1, c: dq.base(batch: b, head: head, length: tq, headDim: d), ldc: dq.stride)
+                     beta: beta, c: dq.base(batch: b, head: head, length: tq, headDim: d), ldc: dq.stride)
             }
             if let dk {  // dk += scale * ds^T q
                 gemm(transA: true, transB: false, m: tk, n: d, k: tq, alpha: s.scale, a: ds, lda: tk, b: qp, ldb: q.stride,
-                     beta: 1, c: dk.base(batch: b, head: head, length: tk, headDim: d), ldc: dk.stride)
+                     beta: beta, c: dk.base(batch: b, head: head, length: tk, headDim: d), ldc: dk.stride)
             }
         }
     }

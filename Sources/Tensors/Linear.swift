@@ -19,16 +19,17 @@ public func linearForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor
     }
 }
 
-/// Accumulates dinp (N, C) += dout W, dweight (OC, C) += dout^T inp, dbias (OC) += sum over rows of dout.
-/// A nil gradient is not computed (a frozen weight, or an input nothing upstream needs).
-public func linearBackward(dinp: Tensor?, dweight: Tensor?, dbias: Tensor?, dout: Tensor, inp: Tensor, weight: Tensor) {
+/// Accumulates dinp (N, C) += dout W, dweight (OC, C) += dout^T inp, dbias (OC) += sum over rows of dout;
+/// with `overwrite`, dinp = dout W (its old contents are not read). A nil gradient is not computed (a
+/// frozen weight, or an input nothing upstream needs).
+public func linearBackward(dinp: Tensor?, dweight: Tensor?, dbias: Tensor?, dout: Tensor, inp: Tensor, weight: Tensor, overwrite: Bool = false) {
     let n = inp.rows, c = inp.columns, oc = weight.shape[0]
     weight.expect([oc, c], "linearBackward weight")
     precondition(dout.rows == n && dout.columns == oc, "linearBackward: dout \(dout.shape) does not fit inp \(inp.shape) and weight \(weight.shape)")
     if let dinp {
         dinp.expectSameShape(inp, "linearBackward dinp vs inp")
         parallelGemm(transA: false, transB: false, m: n, n: c, k: oc,
-                     alpha: 1, a: dout.data, lda: oc, b: weight.data, ldb: c, beta: 1, c: dinp.data, ldc: c)
+                     alpha: 1, a: dout.data, lda: oc, b: weight.data, ldb: c, beta: overwrite ? 0 : 1, c: dinp.data, ldc: c)
     }
     if let dweight {
         dweight.expectSameShape(weight, "linearBackward dweight vs weight")

@@ -23,8 +23,8 @@ void xt_add_scaled_exp(float *y, const float *x, long n, float shift, float k);
 /// out = 0.5 x (1 + erf(x / sqrt 2)), erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7).
 void xt_gelu_forward(float *out, const float *x, long n);
 
-/// dinp += dout * (Phi(x) + x phi(x)).
-void xt_gelu_backward(float *dinp, const float *dout, const float *x, long n);
+/// dinp += dout * (Phi(x) + x phi(x)); with accumulate 0, dinp = the product.
+void xt_gelu_backward(float *dinp, const float *dout, const float *x, long n, int accumulate);
 
 /// out = x sigmoid(x).
 void xt_silu_forward(float *out, const float *x, long n);
@@ -35,7 +35,7 @@ void xt_silu_backward(float *dinp, const float *dout, const float *x, long n);
 /// out = silu(gate) * up.
 void xt_swiglu_forward(float *out, const float *gate, const float *up, long n);
 
-/// dgate += dout * up * silu'(gate), dup += dout * silu(gate).
-void xt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n);
+/// dgate += dout * up * silu'(gate), dup += dout * silu(gate); with accumulate 0, = instead of +=.
+void xt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n, int accumulate);
 
 #endif
