@@ -22,7 +22,7 @@ public struct ShapesScene: Equatable, Sendable {
     public let objects: [Object]   // in quadrant order
     let background: UInt8
 
-    /// A random scene drawn from `stream` at block `index` (uses indices index*8 ..< index*8 + 8).
+    /// A random scene drawn from `stream` at block `index` (uses indices index*64 ..< index*64 + 32).
     public init(_ stream: RandomStream, _ index: Int) {
         var draw = ShapesDraw(stream: stream, index: index * 64)
         let count = 1 + draw.int(3)
