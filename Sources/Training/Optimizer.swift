@@ -48,7 +48,8 @@ public final class AdamW {
     }
 
     /// One update of every trainable parameter; `rates` gives each part's learning rate for this step.
-    public func update(_ parameters: Parameters, rates: [ModelPart: Double]) {
+    /// The gradients are read times `gradientScale` (gradient clipping's factor), without a pass of their own.
+    public func update(_ parameters: Parameters, rates: [ModelPart: Double], gradientScale: Float = 1) {
         step += 1
         let c1 = Float(1 / (1 - pow(beta1, Double(step)))), c2 = Float(1 / (1 - pow(beta2, Double(step))))
         let (b1, b2, e) = (Float(beta1), Float(beta2), Float(eps))
@@ -59,7 +60,7 @@ public final class AdamW {
             let mp = m.base + g, vp = v.base + g
             Parallel.chunks(spec.count, grain: 1 << 15) { range in
                 for i in range {
-                    let gi = grad[i]
+                    let gi = grad[i] * gradientScale
                     mp[i] = b1 * mp[i] + (1 - b1) * gi
                     vp[i] = b2 * vp[i] + (1 - b2) * gi * gi
                     p[i] = p[i] * decay - lr * (mp[i] * c1) / ((vp[i] * c2).squareRoot() + e)
@@ -82,12 +83,4 @@ public func gradientNorm(_ parameters: Parameters) -> Double {
         }
     }
     return partial.reduce(0, +).squareRoot()
-}
-
-/// Scales every gradient by `factor`.
-public func scaleGradients(_ parameters: Parameters, by factor: Float) {
-    let g = parameters.grads.base
-    Parallel.chunks(parameters.grads.count, grain: 1 << 16) { range in
-        for i in range { g[i] *= factor }
-    }
 }

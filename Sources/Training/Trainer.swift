@@ -259,8 +259,8 @@ public final class Trainer {
             let bad = loss.isFinite ? norm : Double(loss)
             throw TrainingError("step \(state.step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(bad.isNaN ? "nan" : "\(bad)"); stopping before the update (\(last))")
         }
-        if let clip = recipe.recipe.optimizer.gradClip, norm > clip { scaleGradients(model.parameters, by: Float(clip / (norm + 1e-6))) }
-        optimizer.update(model.parameters, rates: rates)
+        let clip = recipe.recipe.optimizer.gradClip.flatMap { norm > $0 ? Float($0 / (norm + 1e-6)) : nil }
+        optimizer.update(model.parameters, rates: rates, gradientScale: clip ?? 1)
         return StepResult(loss: loss, norm: norm, targets: total, tokens: counts[1], waitSeconds: waiting, communicationSeconds: world.takeCommunicationSeconds())
     }
 
