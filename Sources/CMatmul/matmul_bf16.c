@@ -232,7 +232,7 @@ AMX_TARGET static inline void write_block(const float *block, int rows, int cols
     }
 }
 
-/// block (32 x 32) = c[0..<rows, 0..<cols], zero elsewhere.
+/// block (32 x 32) = c[0..<rows, 0..<cols], zero elsewhere; ldc = 0 repeats one row.
 AMX_TARGET static inline void read_block(float *block, int rows, int cols, const float *c, int ldc) {
     memset(block, 0, 32 * 32 * sizeof(float));
     for (int r = 0; r < rows; r++) memcpy(block + r * 32, c + (size_t)r * ldc, cols * sizeof(float));
@@ -243,8 +243,9 @@ AMX_TARGET static inline void copy_block(const float *block, int rows, int cols,
     for (int r = 0; r < rows; r++) memcpy(c + (size_t)r * ldc, block + r * 32, cols * sizeof(float));
 }
 
+/// With a bias (alpha 1, beta 0), C = op(A) op(B) + bias in each row: the accumulators start from it.
 AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                                const float *b, int ldb, float beta, float *c, int ldc) {
+                                const float *b, int ldb, float beta, const float *bias, float *c, int ldc) {
     int strips = (m + 31) / 32 * 2, panels = (n + 31) / 32 * 2, kblocks = (k + 31) / 32;
     // B panels in groups of at most 1 MiB, so that a group stays in L2 while the strips of A pass over it.
     // With one group, each pair of A strips is packed just before its use; with more, A is packed once.
@@ -259,10 +260,13 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
     configure_tiles();
 
     float block[32 * 32] __attribute__((aligned(64)));
-    // With alpha = 1 and beta = 0 or 1 the accumulators start from zero or from C and go straight back to
-    // C (through `block` only at the edges, so every element sees the same arithmetic); otherwise they
-    // start from zero and C = alpha * block + beta * C.
+    // With alpha = 1 and beta = 0 or 1 the accumulators start from zero, from C or from the bias, and go
+    // straight back to C (through `block` only at the edges, so every element sees the same arithmetic);
+    // otherwise they start from zero and C = alpha * block + beta * C.
     int direct = alpha == 1 && (beta == 0 || beta == 1);
+    // The rows the accumulators start from, and their stride (0: the bias, the same row for all).
+    const float *start = bias ? bias : beta != 0 ? c : NULL;
+    int start_ld = bias ? 0 : ldc;
     for (int q0 = 0; q0 < panels; q0 += group) {
         int q1 = q0 + group < panels ? q0 + group : panels;
         for (int s = 0; s < strips; s += 2) {
@@ -273,14 +277,15 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
                 int i0 = s * 16, j0 = q * 16;
                 int rows = m - i0 < 32 ? m - i0 : 32, cols = n - j0 < 32 ? n - j0 : 32;
                 float *cblock = c + (size_t)i0 * ldc + j0;
+                const float *sblock = start ? start + (size_t)i0 * start_ld + j0 : NULL;
                 int full = rows == 32 && cols == 32;
-                if (direct && beta != 0 && full) {
-                    _tile_loadd(0, cblock, ldc * 4);
-                    _tile_loadd(1, cblock + 16, ldc * 4);
-                    _tile_loadd(2, cblock + 16 * (size_t)ldc, ldc * 4);
-                    _tile_loadd(3, cblock + 16 * (size_t)ldc + 16, ldc * 4);
-                } else if (direct && beta != 0) {
-                    read_block(block, rows, cols, cblock, ldc);
+                if (direct && sblock && full) {
+                    _tile_loadd(0, sblock, start_ld * 4);
+                    _tile_loadd(1, sblock + 16, start_ld * 4);
+                    _tile_loadd(2, sblock + 16 * (size_t)start_ld, start_ld * 4);
+                    _tile_loadd(3, sblock + 16 * (size_t)start_ld + 16, start_ld * 4);
+                } else if (direct && sblock) {
+                    read_block(block, rows, cols, sblock, start_ld);
                     _tile_loadd(0, block, 128);
                     _tile_loadd(1, block + 16, 128);
                     _tile_loadd(2, block + 16 * 32, 128);
@@ -361,7 +366,18 @@ void xt_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha, co
         return;
     }
     if (!force_portable && xt_bf16_amx_available())
-        amx_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        amx_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, NULL, c, ldc);
     else
         portable_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void xt_gemm_bf16_bias(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                       const float *bias, float *c, int ldc, int force_portable) {
+    if (m <= 0 || n <= 0) return;
+    if (k > 0 && !force_portable && xt_bf16_amx_available()) {
+        amx_gemm(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, 0, bias, c, ldc);
+        return;
+    }
+    for (int i = 0; i < m; i++) memcpy(c + (size_t)i * ldc, bias, n * sizeof(float));
+    xt_gemm_bf16(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, 1, c, ldc, force_portable);
 }

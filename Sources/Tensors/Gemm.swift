@@ -34,6 +34,22 @@ public func gemm(
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// `C = op(A) * op(B) + bias`, the bias (n) added to every row of C; C is not read. One call on the
+/// calling thread. With bf16 on AMX the bias is where the accumulators start, so it is never copied.
+@inlinable
+public func gemmAddingBias(
+    transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    bias: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    guard m > 0, n > 0 else { return }
+    if Matmul.precision == .bf16 {
+        xt_gemm_bf16_bias(0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), bias, c, Int32(ldc), 0)
+        return
+    }
+    for r in 0 ..< m { (c + r * ldc).update(from: bias, count: n) }
+    gemm(transA: false, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 1, c: c, ldc: ldc)
+}
+
 /// `gemm` with C split over `Parallel.threads` (each chunk a single-threaded call): by rows when op(B) is
 /// the smaller operand, else by columns, since every chunk packs the whole of the operand it does not split.
 /// The split depends only on the sizes, and each element's arithmetic does not depend on where a chunk

@@ -8,14 +8,12 @@ public func linearForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor
     if let bias { bias.expect([oc], "linearForward bias") }
     let grain = max(1, (1 << 20) / max(1, c * oc))
     Parallel.chunks(n, grain: grain) { rows in
-        // Start each output row from the bias, then let the GEMM accumulate onto it (beta = 1).
-        let o = out.data + rows.lowerBound * oc
+        let (o, x) = (out.data + rows.lowerBound * oc, inp.data + rows.lowerBound * c)
         if let bias {
-            for r in 0 ..< rows.count { (o + r * oc).update(from: bias.data, count: oc) }
+            gemmAddingBias(transB: true, m: rows.count, n: oc, k: c, a: x, lda: c, b: weight.data, ldb: c, bias: bias.data, c: o, ldc: oc)
+        } else {
+            gemm(transA: false, transB: true, m: rows.count, n: oc, k: c, alpha: 1, a: x, lda: c, b: weight.data, ldb: c, beta: 0, c: o, ldc: oc)
         }
-        gemm(transA: false, transB: true, m: rows.count, n: oc, k: c,
-             alpha: 1, a: inp.data + rows.lowerBound * c, lda: c, b: weight.data, ldb: c,
-             beta: bias == nil ? 0 : 1, c: o, ldc: oc)
     }
 }
 

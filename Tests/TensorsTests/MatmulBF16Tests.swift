@@ -88,6 +88,22 @@ final class MatmulBF16Tests: XCTestCase {
         }
     }
 
+    /// The product with a bias equals C filled with the bias and the product with beta 1, bit for bit, on
+    /// whole and edge blocks, both paths; C's old contents (NaN here) are not read.
+    func testBiasEqualsFillingCAndAccumulating() {
+        for (m, n, k) in [(64, 64, 64), (75, 70, 90), (3, 17, 5)] {
+            let a = randomTensor([m, k], seed: 4), b = randomTensor([n, k], seed: 5), bias = randomTensor([n], seed: 6)
+            for portable: Int32 in [0, 1] {
+                let filled = Tensor(zeros: [m, n]), fused = Tensor(zeros: [m, n])
+                for r in 0 ..< m { (filled.data + r * n).update(from: bias.data, count: n) }
+                fused.data.update(repeating: .nan, count: fused.count)
+                xt_gemm_bf16(0, 1, Int32(m), Int32(n), Int32(k), 1, a.data, Int32(k), b.data, Int32(k), 1, filled.data, Int32(n), portable)
+                xt_gemm_bf16_bias(0, 1, Int32(m), Int32(n), Int32(k), a.data, Int32(k), b.data, Int32(k), bias.data, fused.data, Int32(n), portable)
+                XCTAssertEqual(filled.array.map(\.bitPattern), fused.array.map(\.bitPattern), "\(m) x \(n) x \(k), portable \(portable)")
+            }
+        }
+    }
+
     func testRoundingIsToNearestEven() {
         XCTAssertEqual(xt_round_bf16(1 + 1.0 / 256), 1)                    // halfway, even neighbour below
         XCTAssertEqual(xt_round_bf16(1 + 3.0 / 256), 1 + 4.0 / 256)        // halfway, even neighbour above
