@@ -33,6 +33,26 @@ public func rowDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: In
     return s
 }
 
+/// The sum of a[j] * b[j] * (x[j] - shift) for j < n.
+@inlinable
+public func rowDotCentered(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ x: UnsafePointer<Float>, shift: Float, _ n: Int) -> Float {
+    var acc = Float16x(), j = 0
+    while j + 16 <= n { acc += load16(a + j) * load16(b + j) * (load16(x + j) - shift); j += 16 }
+    var s = acc.sum()
+    while j < n { s += a[j] * b[j] * (x[j] - shift); j += 1 }
+    return s
+}
+
+/// The sum of (x[j] - shift)^2 for j < n.
+@inlinable
+public func rowSquaredDeviation(_ x: UnsafePointer<Float>, shift: Float, _ n: Int) -> Float {
+    var acc = Float16x(), j = 0
+    while j + 16 <= n { let d = load16(x + j) - shift; acc += d * d; j += 16 }
+    var s = acc.sum()
+    while j < n { s += (x[j] - shift) * (x[j] - shift); j += 1 }
+    return s
+}
+
 /// The maximum of x[0..<n] (-infinity when n = 0).
 @inlinable
 public func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float { xt_row_max(x, n) }

@@ -9,12 +9,8 @@ public func layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tenso
     Parallel.chunks(n, grain: max(1, 8192 / max(c, 1))) { rows in
         for r in rows {
             let x = inp.data + r * c, y = out.data + r * c
-            var sum: Float = 0
-            for j in 0 ..< c { sum += x[j] }
-            let m = sum / Float(c)
-            var sq: Float = 0
-            for j in 0 ..< c { let d = x[j] - m; sq += d * d }
-            let s = 1 / (sq / Float(c) + eps).squareRoot()
+            let m = rowSum(x, c) / Float(c)
+            let s = 1 / (rowSquaredDeviation(x, shift: m, c) / Float(c) + eps).squareRoot()
             for j in 0 ..< c { y[j] = (x[j] - m) * s * weight.data[j] + bias.data[j] }
             mean.data[r] = m
             rstd.data[r] = s
@@ -34,14 +30,8 @@ public func layerNormBackward(dinp: Tensor?, dweight: Tensor?, dbias: Tensor?,
                 let x = inp.data + r * c, dy = dout.data + r * c, dx = dinp.data + r * c
                 let m = mean.data[r], s = rstd.data[r]
                 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight.
-                var gMean: Float = 0, gxMean: Float = 0
-                for j in 0 ..< c {
-                    let g = dy[j] * weight.data[j]
-                    gMean += g
-                    gxMean += g * (x[j] - m) * s
-                }
-                gMean /= Float(c)
-                gxMean /= Float(c)
+                let gMean = rowDot(dy, weight.data, c) / Float(c)
+                let gxMean = rowDotCentered(dy, weight.data, x, shift: m, c) * s / Float(c)
                 for j in 0 ..< c { dx[j] += s * (dy[j] * weight.data[j] - gMean - (x[j] - m) * s * gxMean) }
             }
         }
@@ -69,9 +59,7 @@ public func rmsNormForward(out: Tensor, rstd: Tensor, inp: Tensor, weight: Tenso
     Parallel.chunks(n, grain: max(1, 8192 / max(c, 1))) { rows in
         for r in rows {
             let x = inp.data + r * c, y = out.data + r * c
-            var sq: Float = 0
-            for j in 0 ..< c { sq += x[j] * x[j] }
-            let s = 1 / (sq / Float(c) + eps).squareRoot()
+            let s = 1 / (rowDot(x, x, c) / Float(c) + eps).squareRoot()
             for j in 0 ..< c { y[j] = x[j] * s * weight.data[j] }
             rstd.data[r] = s
         }
@@ -89,9 +77,7 @@ public func rmsNormBackward(dinp: Tensor?, dweight: Tensor?, dout: Tensor, inp: 
             for r in rows {
                 let x = inp.data + r * c, dy = dout.data + r * c, dx = dinp.data + r * c
                 let s = rstd.data[r]
-                var gxMean: Float = 0
-                for j in 0 ..< c { gxMean += dy[j] * weight.data[j] * x[j] * s }
-                gxMean /= Float(c)
+                let gxMean = rowDotCentered(dy, weight.data, x, shift: 0, c) * s / Float(c)
                 for j in 0 ..< c { dx[j] += s * (dy[j] * weight.data[j] - x[j] * s * gxMean) }
             }
         }
