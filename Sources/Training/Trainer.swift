@@ -259,8 +259,9 @@ public final class Trainer {
             let bad = loss.isFinite ? norm : Double(loss)
             throw TrainingError("step \(state.step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(bad.isNaN ? "nan" : "\(bad)"); stopping before the update (\(last))")
         }
-        let clip = recipe.recipe.optimizer.gradClip.flatMap { norm > $0 ? Float($0 / (norm + 1e-6)) : nil }
-        optimizer.update(model.parameters, rates: rates, gradientScale: clip ?? 1)
+        // Global-norm clipping: AdamW reads the gradients times this factor.
+        let clipFactor = recipe.recipe.optimizer.gradClip.flatMap { norm > $0 ? Float($0 / (norm + 1e-6)) : nil } ?? 1
+        optimizer.update(model.parameters, rates: rates, gradientScale: clipFactor)
         return StepResult(loss: loss, norm: norm, targets: total, tokens: counts[1], waitSeconds: waiting, communicationSeconds: world.takeCommunicationSeconds())
     }
 
