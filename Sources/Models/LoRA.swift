@@ -46,8 +46,8 @@ public struct LoRAAdapter {
         let du = scratch.du.slice(0 ..< n * rank).reshaped([n, rank])
         if let mask = s.mask, dropout > 0 {
             let dh = scratch.dh.slice(0 ..< s.h.count).reshaped(s.h.shape)
-            dh.zero()
-            loraBackward(dh: dinp == nil ? nil : dh, da: a.grad, db: b.grad, du: du, dout: dout, u: s.u, h: s.h, a: a.value, b: b.value, scale: scale)
+            loraBackward(dh: dinp == nil ? nil : dh, da: a.grad, db: b.grad, du: du, dout: dout, u: s.u, h: s.h, a: a.value, b: b.value, scale: scale,
+                         overwrite: true)
             if let dinp { dropoutBackward(dinp: dinp.reshaped(dh.shape), dout: dh, p: dropout, mask: mask) }
         } else {
             loraBackward(dh: dinp, da: a.grad, db: b.grad, du: du, dout: dout, u: s.u, h: s.h, a: a.value, b: b.value, scale: scale)

@@ -63,9 +63,10 @@ public func loraForward(out: Tensor, u: Tensor, h: Tensor, a: Tensor, b: Tensor,
     parallelGemm(transA: false, transB: true, m: n, n: oc, k: r, alpha: scale, a: u.data, lda: r, b: b.data, ldb: r, beta: 1, c: out.data, ldc: oc)
 }
 
-/// Accumulates dB (OC, R) += scale * dout^T u, dA (R, C) += du^T h and dh (N, C) += du A, where
-/// du (N, R) = scale * dout B is written into `du`. A nil gradient is skipped.
-public func loraBackward(dh: Tensor?, da: Tensor?, db: Tensor?, du: Tensor, dout: Tensor, u: Tensor, h: Tensor, a: Tensor, b: Tensor, scale: Float) {
+/// Accumulates dB (OC, R) += scale * dout^T u, dA (R, C) += du^T h and dh (N, C) += du A (with
+/// `overwrite`, dh = du A), where du (N, R) = scale * dout B is written into `du`. A nil gradient is skipped.
+public func loraBackward(dh: Tensor?, da: Tensor?, db: Tensor?, du: Tensor, dout: Tensor, u: Tensor, h: Tensor, a: Tensor, b: Tensor, scale: Float,
+                         overwrite: Bool = false) {
     let n = h.rows, c = h.columns, r = a.shape[0], oc = b.shape[0]
     du.expect([n, r], "loraBackward du")
     precondition(dout.rows == n && dout.columns == oc, "loraBackward: dout \(dout.shape) does not fit h \(h.shape) and B \(b.shape)")
@@ -80,6 +81,7 @@ public func loraBackward(dh: Tensor?, da: Tensor?, db: Tensor?, du: Tensor, dout
     }
     if let dh {
         precondition(dh.rows == n && dh.columns == c, "loraBackward: dh \(dh.shape) does not fit h \(h.shape)")
-        parallelGemm(transA: false, transB: false, m: n, n: c, k: r, alpha: 1, a: du.data, lda: r, b: a.data, ldb: c, beta: 1, c: dh.data, ldc: c)
+        parallelGemm(transA: false, transB: false, m: n, n: c, k: r, alpha: 1, a: du.data, lda: r, b: a.data, ldb: c, beta: overwrite ? 0 : 1,
+                     c: dh.data, ldc: c)
     }
 }

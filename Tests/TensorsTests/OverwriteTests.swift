@@ -22,6 +22,11 @@ final class OverwriteTests: XCTestCase {
         check("linear", [[37, 24]]) { t, overwrite in
             linearBackward(dinp: t[0], dweight: nil, dbias: nil, dout: dy, inp: x, weight: w, overwrite: overwrite)
         }
+        let h = randomTensor([37, 24], seed: 11), la = randomTensor([6, 24], seed: 12), lb = randomTensor([40, 6], seed: 13)
+        check("lora", [[37, 24]]) { t, overwrite in
+            loraBackward(dh: t[0], da: nil, db: nil, du: Tensor(zeros: [37, 6]), dout: dy, u: Tensor(zeros: [37, 6]), h: h, a: la, b: lb,
+                         scale: 2, overwrite: overwrite)
+        }
         let g = randomTensor([5, 33], seed: 4), u = randomTensor([5, 33], seed: 5), d = randomTensor([5, 33], seed: 6)
         check("gelu", [[5, 33]]) { t, overwrite in geluBackward(dinp: t[0], dout: d, inp: g, overwrite: overwrite) }
         check("swiglu", [[5, 33], [5, 33]]) { t, overwrite in
