@@ -17,7 +17,7 @@ final class MetricsLog {
             for line in kept { out.append(contentsOf: line); out.append(UInt8(ascii: "\n")) }
             try out.write(to: url, options: .atomic)
         } else {
-            FileManager.default.createFile(atPath: url.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil)   // a failure fails the open below
         }
         guard let handle = FileHandle(forWritingAtPath: url.path) else { throw TrainingError("\(url.path): cannot open for writing") }
         handle.seekToEndOfFile()
