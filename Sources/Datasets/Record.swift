@@ -124,16 +124,25 @@ public struct RecordBuilder {
         record.loss += [Bool](repeating: false, count: queries)
     }
 
-    /// One turn of the conversation template `<|User|>: {instruction}<eou>\n<|Bot|>: {answer}<eob>\n`;
-    /// the loss covers the answer and its `<eob>`.
-    public mutating func turn(user: String, bot: String) {
+    /// The template up to the answer: `<|User|>: {instruction}<eou>\n<|Bot|>:`, no loss.
+    public mutating func prompt(user: String) {
         special(.user, loss: false)
         text(": " + user, loss: false)
         special(.endOfUser, loss: false)
         text("\n", loss: false)
         special(.bot, loss: false)
-        text(": ", loss: false)
-        text(bot, loss: true)
+        text(":", loss: false)
+    }
+
+    /// One turn of the conversation template `<|User|>: {instruction}<eou>\n<|Bot|>: {answer}<eob>\n`; the
+    /// loss covers the answer and its `<eob>`. The answer is the tail of ": {answer}" encoded whole, after the
+    /// colon's own tokens (": blue" -> ":", " blue"), so that its words are the tokens they are in running text.
+    public mutating func turn(user: String, bot: String) {
+        prompt(user: user)
+        let colon = tokenizer.encode(":"), joint = tokenizer.encode(": " + bot)
+        let answer = joint.starts(with: colon) ? Array(joint.dropFirst(colon.count)) : tokenizer.encode(" " + bot)
+        record.tokens += answer
+        record.loss += [Bool](repeating: true, count: answer.count)
         special(.endOfBot, loss: true)
         text("\n", loss: false)
     }

@@ -139,13 +139,46 @@ public enum ShapesDataset {
         Task(name: "text", train: 6000, eval: 200),
     ]
 
+    /// The bundled data's tokenizer: a byte-level BPE (`BytePairTrainer`) of at most `vocabSize` tokens trained
+    /// on the texts of the first `records` train records of every task (train seed `seed`), so that the
+    /// words of the shapes world are one token each.
+    public static func tokenizer(seed: UInt64 = 1, records: Int = 1000, vocabSize: Int = 512) -> Tokenizer {
+        var texts: [String] = []
+        for (t, task) in tasks.enumerated() {
+            let stream = RandomStream(seed: seed, stream: UInt64(t))
+            for i in 0 ..< min(records, task.train) {
+                texts += textRuns(record(task.name, index: i, stream: stream, tokenizer: .byte, queries: 1, side: 8))
+            }
+        }
+        return try! Tokenizer.load(BytePairTrainer.train(texts, vocabSize: vocabSize), place: "the shapes tokenizer")
+    }
+
+    /// The texts a byte-tokenized record was built from: its runs of bytes between template tokens and
+    /// changes of the loss mask, each of which `RecordBuilder.text` encoded on its own.
+    static func textRuns(_ record: Record) -> [String] {
+        var runs: [String] = [], run: [UInt8] = [], loss = false
+        for (token, target) in zip(record.tokens, record.loss) {
+            let isByte = token >= ByteTokenizer.byteOffset
+            if !run.isEmpty, !isByte || target != loss {
+                runs.append(String(decoding: run, as: UTF8.self))
+                run.removeAll()
+            }
+            if isByte {
+                run.append(UInt8(token - ByteTokenizer.byteOffset))
+                loss = target
+            }
+        }
+        if !run.isEmpty { runs.append(String(decoding: run, as: UTF8.self)) }
+        return runs
+    }
+
     /// Generates the `chosen` tasks' train and eval splits (different seeds; a task's records do not depend
     /// on which others are chosen) for `queries` placeholders per image; `scale` multiplies the sizes (tests
     /// use small ones). `progress` gets (dataset, records done). `imageSide` other than 224 is for tests
     /// with small models.
     public static func generate(root: URL, tasks chosen: [Task] = tasks, queries: Int, scale: Double = 1, seed: UInt64 = 1,
-                                imageSide: Int = ShapesScene.side, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws {
-        let tokenizer = Tokenizer.byte
+                                imageSide: Int = ShapesScene.side, tokenizer: Tokenizer = .byte,
+                                progress: (String, Int, Int) -> Void = { _, _, _ in }) throws {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for (t, task) in tasks.enumerated() where chosen.contains(where: { $0.name == task.name }) {
             for (split, count, splitSeed) in [("train", task.train, seed), ("eval", task.eval, seed + 1000)] {

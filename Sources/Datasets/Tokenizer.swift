@@ -84,7 +84,12 @@ public struct Tokenizer: Sendable {
     /// eos), and the others are looked up by their template spelling.
     public static func load(_ url: URL, overrides: [String: String] = [:]) throws -> Tokenizer {
         guard let data = FileManager.default.contents(atPath: url.path) else { throw DataError("\(url.path): cannot read the tokenizer") }
-        let model = try Model(data, place: url.path)
+        return try load(data, place: url.path, overrides: overrides)
+    }
+
+    /// `load(_:overrides:)` on a file's bytes; `place` names it in errors.
+    public static func load(_ data: Data, place: String, overrides: [String: String] = [:]) throws -> Tokenizer {
+        let model = try Model(data, place: place)
         let names = Set(SpecialToken.allCases.map(\.name))
         if let unknown = overrides.keys.sorted().first(where: { !names.contains($0) }) {
             throw DataError("special token '\(unknown)' is not a template token (expected one of \(SpecialToken.allCases.map(\.name).joined(separator: ", ")))")
@@ -94,7 +99,7 @@ public struct Tokenizer: Sendable {
         for token in SpecialToken.allCases {
             if let value = overrides[token.name] {
                 guard let id = Int32(value).flatMap({ $0 >= 0 && Int($0) < partial.vocabSize ? $0 : nil }) ?? partial.id(of: value) else {
-                    throw DataError("\(url.path): --special \(token.name)=\(value): no such token or id in this tokenizer")
+                    throw DataError("\(place): --special \(token.name)=\(value): no such token or id in this tokenizer")
                 }
                 specials[token] = id
             } else if let id = partial.defaultID(token) {
@@ -104,7 +109,7 @@ public struct Tokenizer: Sendable {
         let missing = SpecialToken.allCases.filter { specials[$0] == nil && $0 != .pad }
         if specials[.pad] == nil { specials[.pad] = specials[.eos] }
         guard missing.isEmpty else {
-            throw DataError("\(url.path): the template's " + missing.map { "\($0.text) (\($0.name))" }.joined(separator: ", ")
+            throw DataError("\(place): the template's " + missing.map { "\($0.text) (\($0.name))" }.joined(separator: ", ")
                 + " are not tokens of this tokenizer; map each with --special NAME=TOKEN or NAME=ID, e.g. --special \(missing[0].name)=<|endoftext|>")
         }
         return Tokenizer(model: model, file: data, identity: identity(kind: partial.kind, data), specials: specials)
@@ -128,6 +133,24 @@ public struct Tokenizer: Sendable {
         }
         self.init(model: model, file: data, identity: Self.identity(kind: kind, data), specials: specials)
         guard self.kind == kind else { throw DataError("\(place): the index says a \(kind) tokenizer, the file is \(self.kind)") }
+    }
+
+    /// The tokenizer as a checkpoint keeps it: its kind, template ids and file (base64 in JSON).
+    public struct Stored: Codable, Sendable {
+        public var kind: String
+        public var identity: String
+        public var specials: [String: Int32]
+        public var file: Data
+    }
+
+    public var stored: Stored {
+        Stored(kind: kind, identity: identity, specials: Dictionary(uniqueKeysWithValues: specials.map { ($0.name, $1) }), file: file)
+    }
+
+    /// Rebuilds a stored tokenizer; `place` names its holder in errors.
+    public init(_ stored: Stored, place: String) throws {
+        try self.init(kind: stored.kind, file: stored.file, specials: stored.specials, place: place)
+        guard identity == stored.identity else { throw DataError("\(place): the tokenizer's identity \(identity) differs from the recorded \(stored.identity)") }
     }
 
     private static func identity(kind: String, _ data: Data) -> String { kind + "-" + XXHash64.hex(data) }

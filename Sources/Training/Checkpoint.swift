@@ -33,7 +33,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
 ///     /params/<hf key>       every parameter, Float32, fletcher32-checksummed
 ///     /adam/m/<hf key>, /adam/v/<hf key>   AdamW moments of the trained parameters
 ///     attributes: format, state (JSON: step, RNG, loader), recipe (JSON), model_config (config.json),
-///                 trainable (JSON list of parts), params_xxh64 (hash of all parameter bytes)
+///                 trainable (JSON list of parts), params_xxh64 (hash of all parameter bytes),
+///                 tokenizer (JSON: kind, identity, template ids, the file in base64) of the data trained on
 ///
 /// A checkpoint is written to a temporary name in the run directory, flushed to disk, then renamed to
 /// `step-NNNNNNN.h5`; a crash while writing leaves the previous checkpoints as they were.
@@ -69,8 +70,8 @@ public enum Checkpoint {
     /// Writes a checkpoint of `model` (and `optimizer`) after `state.step` steps; keeps the newest `keep`.
     /// With a `base`, only the trained tensors are stored.
     @discardableResult
-    public static func save(directory: URL, model: XComposer, optimizer: AdamW?, state: TrainingState, recipe: String, keep: Int,
-                            base: BaseReference? = nil, name: String? = nil) throws -> URL {
+    public static func save(directory: URL, model: XComposer, optimizer: AdamW?, state: TrainingState, recipe: String, tokenizer: Tokenizer?,
+                            keep: Int, base: BaseReference? = nil, name: String? = nil) throws -> URL {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let final = directory.appendingPathComponent(name ?? fileName(step: state.step))
         let temporary = directory.appendingPathComponent(".\(final.lastPathComponent).tmp-\(getpid())")
@@ -99,6 +100,7 @@ public enum Checkpoint {
             try file.setString("params_xxh64", parameterHash(p))
             if let lora = model.lora { try file.setString("lora", String(decoding: try encoder.encode(lora), as: UTF8.self)) }
             if let base { try file.setString("base", String(decoding: try encoder.encode(base), as: UTF8.self)) }
+            if let tokenizer { try file.setString("tokenizer", String(decoding: try encoder.encode(tokenizer.stored), as: UTF8.self)) }
             try file.flush()
         }
         try syncToDisk(temporary)
@@ -121,6 +123,8 @@ public enum Checkpoint {
         public let parameterHash: String
         public let lora: LoRAConfig?
         public let base: BaseReference?
+        /// The tokenizer of the data it was trained on (nil in checkpoints that do not record one).
+        public let tokenizer: Tokenizer?
         let file: H5File
 
         /// The shape of parameter `name` as stored in this file (nil when it is not stored here).
@@ -141,8 +145,15 @@ public enum Checkpoint {
         }
         let lora = try file.string("lora").map { try JSONDecoder().decode(LoRAConfig.self, from: Data($0.utf8)) }
         let base = try file.string("base").map { try JSONDecoder().decode(BaseReference.self, from: Data($0.utf8)) }
+        let tokenizer = try file.string("tokenizer").map {
+            guard let stored = try? JSONDecoder().decode(Tokenizer.Stored.self, from: Data($0.utf8)) else {
+                throw TrainingError("\(url.path): the checkpoint's tokenizer attribute is corrupt")
+            }
+            return try Tokenizer(stored, place: "\(url.path): tokenizer")
+        }
         return Header(url: url, state: state, recipe: file.string("recipe") ?? "", config: config,
-                      trainable: Set(parts.compactMap(ModelPart.init(rawValue:))), parameterHash: hash, lora: lora, base: base, file: file)
+                      trainable: Set(parts.compactMap(ModelPart.init(rawValue:))), parameterHash: hash, lora: lora, base: base,
+                      tokenizer: tokenizer, file: file)
     }
 
     /// The model a checkpoint holds (its adapters too), nothing trainable, its base chain restored.

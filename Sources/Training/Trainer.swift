@@ -20,6 +20,8 @@ public final class Trainer {
     let schedule: Schedule
     let loader: Loader
     let evalSources: [Dataset]
+    /// The tokenizer of the run's data, which its checkpoints record.
+    let tokenizer: Tokenizer
     var state: TrainingState
     var rng: RNG
     /// What this run fine-tunes (nil when it starts from random weights): its checkpoints then store only
@@ -45,7 +47,11 @@ public final class Trainer {
         schedule = Schedule(warmup: r.schedule.warmupSteps, total: r.steps, minimum: r.schedule.minLr, cosine: (r.schedule.decay ?? "cosine") == "cosine")
         let train = try r.data.train.map { try Dataset(loaded.resolve($0.path)) }
         evalSources = try (r.data.eval ?? []).map { try Dataset(loaded.resolve($0.path)) }
+        tokenizer = train[0].tokenizer
         for dataset in train + evalSources {
+            guard dataset.tokenizer.identity == tokenizer.identity, dataset.tokenizer.specials == tokenizer.specials else {
+                throw TrainingError("\(dataset.directory.path): tokenized by \(dataset.tokenizer.identity), \(train[0].directory.path) by \(tokenizer.identity) (or their template ids differ); a run's datasets share one tokenizer")
+            }
             try dataset.checkCompatible(vocabSize: config.textConfig.vocabSize, imageQueries: config.numQueryTokens, imageTokenIndex: config.imageTokenIndex!)
             guard dataset.index.imageSide == config.visionConfig.imageSize else {
                 throw TrainingError("\(dataset.directory.path): images are \(dataset.index.imageSide) pixels, the model's vision_config.image_size is \(config.visionConfig.imageSize)")
@@ -71,6 +77,7 @@ public final class Trainer {
         if let header, header.config != config {
             throw TrainingError("\(header.url.path): the checkpoint's model config differs from \(r.model); it is of another model")
         }
+        if let header { try Trainer.checkTokenizer(header, data: tokenizer) }
         if let header, header.lora != r.loraConfig {
             throw TrainingError("\(header.url.path): the checkpoint's LoRA (\(header.lora.map { "rank \($0.rank)" } ?? "none")) differs from the recipe's (\(r.loraConfig.map { "rank \($0.rank)" } ?? "none"))")
         }
@@ -104,6 +111,12 @@ public final class Trainer {
         return try ModelConfig.load(url)
     }
 
+    /// A checkpoint that records a tokenizer continues only on data tokenized by it.
+    static func checkTokenizer(_ header: Checkpoint.Header, data tokenizer: Tokenizer) throws {
+        guard let recorded = header.tokenizer, recorded.identity != tokenizer.identity else { return }
+        throw TrainingError("\(header.url.path): trained on data tokenized by \(recorded.identity); this run's data is tokenized by \(tokenizer.identity)")
+    }
+
     /// The recipe's `init`: random weights, a Hugging Face directory, or a checkpoint's weights.
     func initialize() throws {
         let r = recipe.recipe
@@ -130,6 +143,7 @@ public final class Trainer {
             guard header.config == model.config else {
                 throw TrainingError("\(header.url.path): init.path: the checkpoint's model config differs from \(r.model)")
             }
+            try Trainer.checkTokenizer(header, data: tokenizer)
             adaptersLoaded = try Checkpoint.restore(header, into: model)
             base = BaseReference(kind: "checkpoint", path: url.path, xxh64: Checkpoint.parameterHash(model.parameters))
         }
@@ -208,7 +222,7 @@ public final class Trainer {
             if state.step % r.checkpoint.every == 0 || state.step == r.steps {
                 try world.expectAgreement(weightsHash(), "the weights after step \(state.step)")
                 if leader {
-                    let url = try Checkpoint.save(directory: runDirectory, model: model, optimizer: optimizer, state: state, recipe: recipe.json,
+                    let url = try Checkpoint.save(directory: runDirectory, model: model, optimizer: optimizer, state: state, recipe: recipe.json, tokenizer: tokenizer,
                                                   keep: r.checkpoint.keep ?? 3, base: base)
                     progress.message("step \(state.step): checkpoint \(url.path)")
                 }

@@ -13,7 +13,7 @@ struct BenchGenerate: ParsableCommand {
         commandName: "generate",
         abstract: "Time greedy generation with the key/value cache: prefill ms, decode and total tokens/s, peak RSS.",
         discussion: """
-        The prompt is <s>[image]<|User|>: Describe the image.<eou>\\n<|Bot|>: in the byte tokenizer, the image a fixed \
+        The prompt is <s>[image]<|User|>: Describe the image.<eou>\\n<|Bot|>: (without its last space, which the answer begins with) in the tokenizer the checkpoint records (else the byte tokenizer), the image a fixed \
         shapes scene. No token stops generation, so exactly --tokens tokens are generated. Prefill is the time to the \
         first new token (image, sampler, the prompt through the decoder); decode tokens/s counts the other tokens over \
         the rest of the time. --dump writes the prompt, the image and the generated ids for \
@@ -38,10 +38,10 @@ struct BenchGenerate: ParsableCommand {
 
     func run() throws {
         guard tokens >= 2, warmup >= 0, repeats >= 1 else { throw ValidationError("need --tokens >= 2, --warmup >= 0 and --repeats >= 1") }
-        let model = try Checkpoint.model(URL(fileURLWithPath: checkpoint)).model
+        let (header, model) = try Checkpoint.model(URL(fileURLWithPath: checkpoint))
         let c = model.config, side = c.visionConfig.imageSize, maxLength = c.textConfig.maxPositionEmbeddings
         let scene = ShapesScene(RandomStream(seed: 1, stream: 0), 0).render(side: side)
-        let prompt = conversationPrompt("Describe the image.", images: [scene], tokenizer: .byte, queries: c.numQueryTokens)
+        let prompt = conversationPrompt("Describe the image.", images: [scene], tokenizer: header.tokenizer ?? .byte, queries: c.numQueryTokens)
         guard prompt.count + tokens <= maxLength else {
             throw ValidationError("the prompt's \(prompt.count) tokens + --tokens \(tokens) exceed max_position_embeddings \(maxLength)")
         }

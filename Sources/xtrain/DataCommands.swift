@@ -58,23 +58,39 @@ struct DataSynth: ParsableCommand {
     @Option(help: "Image side in pixels (224 for CLIP-sized models; smaller only for tests).")
     var imageSize = 224
 
-    @Flag(help: "Only make the tasks whose train and eval datasets are not there yet (the same records as a full run).")
+    @Flag(help: "Only make the tasks whose train and eval datasets are not there yet with this tokenizer (the same records as a full run).")
     var ifMissing = false
+
+    @Option(help: "'bpe': a byte-level BPE trained on the shapes texts (words are one token each); 'byte': one token per byte; or a Hugging Face tokenizer.json or SentencePiece .model.")
+    var tokenizer = "bpe"
 
     func run() throws {
         guard name == "shapes" else { throw ValidationError("unknown synthetic dataset '\(name)' (available: shapes)") }
         guard scale > 0, queries > 0 else { throw ValidationError("--scale and --queries must be positive") }
         let root = URL(fileURLWithPath: out)
+        let chosen = switch tokenizer {
+        case "bpe": ShapesDataset.tokenizer(seed: seed)
+        case "byte": Tokenizer.byte
+        default: try Tokenizer.load(URL(fileURLWithPath: tokenizer))
+        }
         let complete = { (task: ShapesDataset.Task) in ["train", "eval"].allSatisfy {
-            FileManager.default.fileExists(atPath: root.appendingPathComponent("\(task.name)/\($0)/index.json").path)
+            let index = root.appendingPathComponent("\(task.name)/\($0)/index.json")
+            return (try? JSONDecoder().decode(DatasetIndex.self, from: Data(contentsOf: index)))?.tokenizer.identity == chosen.identity
         } }
         let tasks = ifMissing ? ShapesDataset.tasks.filter { !complete($0) } : ShapesDataset.tasks
         if tasks.isEmpty {
             print("\(out): already there")
             return
         }
+        for task in tasks where ifMissing {
+            let directory = root.appendingPathComponent(task.name)
+            guard FileManager.default.fileExists(atPath: directory.path) else { continue }
+            print("\(directory.path): incomplete or made with another tokenizer; made again")
+            try FileManager.default.removeItem(at: directory)
+        }
         var progress: (name: String, bar: Progress)?
-        try ShapesDataset.generate(root: root, tasks: tasks, queries: queries, scale: scale, seed: seed, imageSide: imageSize) { dataset, done, total in
+        try ShapesDataset.generate(root: root, tasks: tasks, queries: queries, scale: scale, seed: seed, imageSide: imageSize,
+                                   tokenizer: chosen) { dataset, done, total in
             if progress?.name != dataset {
                 progress?.bar.finish()
                 progress = (dataset, Progress("synth \(dataset)"))

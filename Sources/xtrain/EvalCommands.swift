@@ -31,9 +31,12 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         guard !data.isEmpty else { throw ValidationError("give at least one --data directory") }
-        let model = try Checkpoint.model(URL(fileURLWithPath: checkpoint)).model
+        let (header, model) = try Checkpoint.model(URL(fileURLWithPath: checkpoint))
         let datasets = try data.map { (name: $0, dataset: try Dataset(URL(fileURLWithPath: $0))) }
         for d in datasets {
+            if let trained = header.tokenizer, trained.identity != d.dataset.tokenizer.identity {
+                throw ValidationError("\(d.name): tokenized by \(d.dataset.tokenizer.identity), but \(checkpoint) was trained on data tokenized by \(trained.identity)")
+            }
             try d.dataset.checkCompatible(vocabSize: model.config.textConfig.vocabSize, imageQueries: model.config.numQueryTokens, imageTokenIndex: model.config.imageTokenIndex!)
         }
         let scores = try Evaluation.run(model: model, datasets: datasets, limit: limit, sequenceLength: length, misses: misses)
@@ -61,7 +64,7 @@ struct Eval: ParsableCommand {
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Answer a prompt about images in the conversation template, with a key/value cache.",
-        discussion: "The prompt becomes <s>[images]<|User|>: PROMPT<eou>\\n<|Bot|>: and generation stops at <eob>. Example: xtrain generate Checkpoints/instruct/step-0000150.h5 --image cat.png --prompt 'What color is the circle?'"
+        discussion: "The prompt becomes <s>[images]<|User|>: PROMPT<eou>\\n<|Bot|>: (without its last space, which the answer begins with) and generation stops at <eob>. Example: xtrain generate Checkpoints/instruct/step-0000150.h5 --image cat.png --prompt 'What color is the circle?'"
     )
 
     @Argument(help: "A checkpoint.")
@@ -91,14 +94,14 @@ struct Generate: ParsableCommand {
     @Flag(help: "Recompute the whole sequence for every token (no key/value cache).")
     var noCache = false
 
-    @Option(help: "A dataset directory whose tokenizer (and template token ids) to use; default: the byte tokenizer.")
+    @Option(help: "A dataset directory whose tokenizer (and template token ids) to use; default: the one the checkpoint records, else the byte tokenizer.")
     var data: String?
 
     func run() throws {
-        let model = try Checkpoint.model(URL(fileURLWithPath: checkpoint)).model
+        let (header, model) = try Checkpoint.model(URL(fileURLWithPath: checkpoint))
         let side = model.config.visionConfig.imageSize
         let images = try image.map { ImageProcessing.clipResizeAndCrop(try ImageProcessing.load(URL(fileURLWithPath: $0)), side: side) }
-        let tokenizer = try data.map { try Dataset(URL(fileURLWithPath: $0)).tokenizer } ?? .byte
+        let tokenizer = try data.map { try Dataset(URL(fileURLWithPath: $0)).tokenizer } ?? header.tokenizer ?? .byte
         let ids = conversationPrompt(prompt, images: images, tokenizer: tokenizer, queries: model.config.numQueryTokens)
         let sampling: Sampling = sample ? .sample(temperature: temperature, topK: topK, seed: seed) : .greedy
         let start = Date()
@@ -106,24 +109,19 @@ struct Generate: ParsableCommand {
                                                           maxTokens: maxTokens, stop: [tokenizer.id(.endOfBot), tokenizer.id(.eos)],
                                                           sampling: sampling, cached: !noCache)
         let seconds = Date().timeIntervalSince(start)
-        print(tokenizer.render(tokens.filter { $0 != tokenizer.id(.endOfBot) && $0 != tokenizer.id(.eos) }))
+        print(tokenizer.render(tokens.filter { $0 != tokenizer.id(.endOfBot) && $0 != tokenizer.id(.eos) }).trimmingCharacters(in: .whitespaces))
         FileHandle.standardError.write(String(format: "%d tokens in %.2f s (%.1f tokens/s, %@)\n", tokens.count, seconds, Double(tokens.count) / seconds,
                                               noCache ? "no cache" : "key/value cache").data(using: .utf8)!)
     }
 }
 
 /// The ids of the conversation template's prompt for `message` about `images`:
-/// <s>[images]<|User|>: MESSAGE<eou>\n<|Bot|>: .
+/// <s>[images]<|User|>: MESSAGE<eou>\n<|Bot|>:, the answer to follow with its leading space.
 func conversationPrompt(_ message: String, images: [RGBImage], tokenizer: Tokenizer, queries: Int) -> [Int32] {
     var builder = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: queries)
     builder.special(.bos, loss: false)
     for i in images { builder.image(i) }
-    builder.special(.user, loss: false)
-    builder.text(": " + message, loss: false)
-    builder.special(.endOfUser, loss: false)
-    builder.text("\n", loss: false)
-    builder.special(.bot, loss: false)
-    builder.text(": ", loss: false)
+    builder.prompt(user: message)
     return builder.record.tokens
 }
 

@@ -41,13 +41,19 @@ struct Export: ParsableCommand {
             print("wrote the base model to \(out) and the PEFT adapter to \(out)/adapter")
         } else if format == "hdf5" {
             let url = try Checkpoint.save(directory: directory, model: model.merged(), optimizer: nil, state: header.state, recipe: header.recipe,
-                                          keep: Int.max, name: "model.h5")
+                                          tokenizer: header.tokenizer, keep: Int.max, name: "model.h5")
             print("wrote \(url.path)")
         } else {
             try model.merged().save(directory: directory)
             print("wrote \(out) (config.json, model.safetensors\(header.lora == nil ? "" : "; LoRA merged"))")
         }
-        if format == "huggingface" { try writeCheck(model, to: directory.appendingPathComponent("xtrain_check.safetensors")) }
+        if format == "huggingface" {
+            try writeCheck(model, to: directory.appendingPathComponent("xtrain_check.safetensors"))
+            if let tokenizer = header.tokenizer, tokenizer.kind != "byte" {
+                try tokenizer.file.write(to: directory.appendingPathComponent(tokenizer.fileName), options: .atomic)
+                print("wrote the tokenizer the checkpoint was trained with to \(out)/\(tokenizer.fileName)")
+            }
+        }
     }
 
     /// A sample input (one image and a short text) and xtrain's logits for it, so that anyone can check the
@@ -82,7 +88,7 @@ struct Import: ParsableCommand {
         let url = URL(fileURLWithPath: out)
         let state = TrainingState(step: 0, rng: RNG(seed: 0).state, loader: LoaderState(seed: 0, sources: 0))
         try Checkpoint.save(directory: url.deletingLastPathComponent(), model: model, optimizer: nil, state: state, recipe: "{}",
-                            keep: Int.max, name: url.lastPathComponent)
+                            tokenizer: nil, keep: Int.max, name: url.lastPathComponent)
         print("wrote \(out)")
     }
 }

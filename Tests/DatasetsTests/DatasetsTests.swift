@@ -62,7 +62,7 @@ final class FormatTests: XCTestCase {
         XCTAssertEqual(ByteTokenizer().decode(records[2].tokens.filter { $0 != 3 }),
                        "<|User|>: What is it?<eou>\n<|Bot|>: a cat<eob>\n<|User|>: Sure?<eou>\n<|Bot|>: yes<eob>\n")
         let targets = ByteTokenizer().decode(zip(records[2].tokens, records[2].loss).filter(\.1).map(\.0))
-        XCTAssertEqual(targets, "a cat<eob>yes<eob>", "the loss covers the Bot's answers and their end tokens only")
+        XCTAssertEqual(targets, " a cat<eob> yes<eob>", "the loss covers the Bot's answers and their end tokens only")
     }
 
     func testShardsAreStandardZstd() throws {

@@ -1,5 +1,6 @@
 @testable import Datasets
 import Foundation
+import Tensors
 import XCTest
 
 final class ShapesTests: XCTestCase {
@@ -17,5 +18,30 @@ final class ShapesTests: XCTestCase {
             let (a, b) = (try Dataset(all.appendingPathComponent("selection/\(split)")), try Dataset(one.appendingPathComponent("selection/\(split)")))
             XCTAssertEqual(a.index.shards.map(\.xxh64), b.index.shards.map(\.xxh64))
         }
+    }
+
+    /// The shapes tokenizer spells each word of the shapes world as one token, keeps every text it was
+    /// trained on when decoding, and is the same file on every run.
+    func testShapesTokenizerHasWholeWords() throws {
+        let tokenizer = ShapesDataset.tokenizer(records: 200)
+        XCTAssertEqual(tokenizer.identity, ShapesDataset.tokenizer(records: 200).identity)
+        XCTAssertLessThanOrEqual(tokenizer.vocabSize, 512)
+        XCTAssertEqual(tokenizer.id(.image), SpecialToken.image.rawValue)
+        let caption = "a large red circle at the top left and a small yellow triangle at the bottom right."
+        XCTAssertEqual(tokenizer.encode(caption).count, 18)
+        XCTAssertEqual(tokenizer.encode(": What is at the top right?").count, 8)
+        for answer in [" yellow", " nothing", " three", " yes"] { XCTAssertEqual(tokenizer.encode(answer).count, 1, answer) }
+        let stream = RandomStream(seed: 9, stream: 1)
+        for i in 0 ..< 50 {
+            let record = ShapesDataset.record("vqa", index: i, stream: stream, tokenizer: .byte, queries: 1, side: 8)
+            for text in ShapesDataset.textRuns(record) { XCTAssertEqual(tokenizer.decode(tokenizer.encode(text)), text) }
+        }
+    }
+
+    /// A text no merge was trained on still encodes, byte by byte, and decodes to itself.
+    func testBytePairTrainerKeepsUnseenText() throws {
+        let tokenizer = try Tokenizer.load(BytePairTrainer.train(["low lower lowest", "low low"], vocabSize: 300), place: "test")
+        XCTAssertEqual(tokenizer.encode(" low").count, 1)
+        for text in ["lowest", "zebra ünïcode 🦓", ""] { XCTAssertEqual(tokenizer.decode(tokenizer.encode(text)), text) }
     }
 }

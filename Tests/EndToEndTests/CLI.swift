@@ -68,7 +68,7 @@ enum Micro {
       "qformer_config": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                          "encoder_hidden_size": 16, "cross_attention_frequency": 2},
       "text_config": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                      "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 272, "max_position_embeddings": 128,
+                      "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 512, "max_position_embeddings": 128,
                       "attention_bias": true}
     }
     """

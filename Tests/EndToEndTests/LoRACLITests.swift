@@ -89,6 +89,27 @@ final class LoRACLITests: XCTestCase {
         XCTAssert(changed.error.contains("has changed (weights hash"), changed.error)
     }
 
+    /// The checkpoint records its data's tokenizer: fine-tuning or evaluating it on data of another
+    /// tokenizer is refused, and export writes the tokenizer beside the weights.
+    func testDataOfAnotherTokenizerIsRefused() throws {
+        let bytes = root.appendingPathComponent("bytes")
+        let synth = try CLI.run(["data", "synth", "shapes", "--out", bytes.path, "--queries", "4", "--scale", "0.01", "--image-size", "28", "--tokenizer", "byte"])
+        XCTAssertEqual(synth.status, 0, synth.error)
+        let recipe = root.appendingPathComponent("lora-bytes.json")
+        try Micro.loraRecipe(base: "run/step-0000006.h5").replacingOccurrences(of: "\"data/", with: "\"bytes/").write(to: recipe, atomically: true, encoding: .utf8)
+        let lora = try CLI.run(["lora", recipe.path])
+        XCTAssertNotEqual(lora.status, 0)
+        XCTAssert(lora.error.contains("run/step-0000006.h5: trained on data tokenized by hf-json-"), lora.error)
+        let checkpoint = root.appendingPathComponent("run/step-0000006.h5").path
+        let eval = try CLI.run(["eval", checkpoint, "--data", bytes.appendingPathComponent("vqa/eval").path])
+        XCTAssertNotEqual(eval.status, 0)
+        XCTAssert(eval.error.contains("tokenized by byte-"), eval.error)
+        let export = try CLI.run(["export", checkpoint, "--out", root.appendingPathComponent("hf").path])
+        XCTAssertEqual(export.status, 0, export.error)
+        XCTAssertEqual(try Data(contentsOf: root.appendingPathComponent("hf/tokenizer.json")),
+                       try Data(contentsOf: root.appendingPathComponent("data/vqa/train/tokenizer.json")))
+    }
+
     func testRankMismatchIsRefused() throws {
         XCTAssertEqual(try CLI.run(["lora", loraRecipe, "--set", "steps=3"]).status, 0)
         let run = try CLI.run(["lora", loraRecipe, "--set", "lora.rank=8", "--resume"])

@@ -80,7 +80,7 @@ final class TrainCLITests: XCTestCase {
     }
 
     func testHeldOutLossFalls() throws {
-        let run = try CLI.run(["pretrain", recipe, "--set", "steps=40", "--set", "checkpoint.every=20", "--set", "eval.every=20", "--set", "eval.batches=4"])
+        let run = try CLI.run(["pretrain", recipe, "--set", "steps=80", "--set", "checkpoint.every=40", "--set", "eval.every=40", "--set", "eval.batches=4"])
         XCTAssertEqual(run.status, 0, run.error)
         let text = try String(contentsOf: root.appendingPathComponent("run/metrics.jsonl"), encoding: .utf8)
         let evals = text.split(separator: "\n").compactMap { line -> Double? in
