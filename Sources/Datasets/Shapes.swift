@@ -259,7 +259,10 @@ public enum ShapesDataset {
             b.special(.bos, loss: false)
             let facts = ["A circle is round.", "A square has four equal sides.", "A triangle has three sides.",
                          "Red, green, blue and yellow are colors.", "Large shapes are bigger than small shapes."]
-            b.text(facts[draw.int(facts.count)] + " In one picture there is " + scene.caption, loss: true)
+            // A described scene and a question answered from the description: the language data's stand-in
+            // for what a pretrained LLM brings, the words of the questions and answers among it.
+            let fact = facts[draw.int(facts.count)], (question, answer) = scene.question(draw.int(1000))
+            b.text("\(fact) In one picture there is \(scene.caption) \(question) \(answer).", loss: true)
             b.special(.eos, loss: true)
             return b.record
         }

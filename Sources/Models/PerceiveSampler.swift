@@ -64,8 +64,9 @@ public final class PerceiveSampler {
     /// The sampler so starts by reading every patch through some query instead of averaging the whole
     /// image. The cross-attention's value and output projections are redrawn with std 1/sqrt(H), so that
     /// what a query reads reaches its token at the scale of the query itself (at a small std the token is
-    /// nearly its position alone); everything else keeps its random init.
-    func useGridQueries(imageGrid side: Int, sharpness: Float, rng: inout RNG) throws {
+    /// nearly its position alone); everything else keeps its random init. `zOrder` gives the queries the
+    /// cells in Z-order (see `gridCells`) instead of row by row.
+    func useGridQueries(imageGrid side: Int, sharpness: Float, zOrder: Bool, rng: inout RNG) throws {
         let h = config.hiddenSize, heads = config.numAttentionHeads, quarter = h / 4, perHead = h / heads / 4
         let grid = Int(Double(queries).squareRoot())
         guard grid * grid == queries else { throw ModelError("grid queries need a square number of query tokens, got \(queries)") }
@@ -73,9 +74,9 @@ public final class PerceiveSampler {
             throw ModelError("grid queries need the ViT's width (\(config.encoderHiddenSize)) to equal the sampler's (\(h)), a multiple of 4 x \(heads) heads")
         }
         let cell = Double(side) / Double(grid)
-        for q in 0 ..< queries {
+        for (q, (x, y)) in PerceiveSampler.gridCells(grid, zOrder: zOrder).enumerated() {
             let centre = { (index: Int) in (Double(index) + 0.5) * cell - 0.5 }
-            sinCosPosition(x: centre(q % grid), y: centre(q / grid), into: queryTokens.value.data + q * h, width: h)
+            sinCosPosition(x: centre(x), y: centre(y), into: queryTokens.value.data + q * h, width: h)
         }
         for layer in layers {
             guard let cross = layer.crossAttention else { continue }
@@ -100,6 +101,19 @@ public final class PerceiveSampler {
                 rng.fillNormal(projection.weight.value, std: 1 / Float(projection.weight.value.shape[1]).squareRoot())
             }
         }
+    }
+
+    /// The cells of a g x g grid in the order the grid prior gives them to the queries: row by row, or in
+    /// Z-order (by the Morton code that interleaves the bits of x and y), where cells near each other in the
+    /// image are near each other in the decoder's one-dimensional sequence and each quarter of the image is
+    /// a contiguous run of tokens.
+    public static func gridCells(_ grid: Int, zOrder: Bool) -> [(x: Int, y: Int)] {
+        let rows = (0 ..< grid * grid).map { (x: $0 % grid, y: $0 / grid) }
+        guard zOrder else { return rows }
+        func morton(_ c: (x: Int, y: Int)) -> Int {
+            (0 ..< 16).reduce(0) { code, bit in code | (c.x >> bit & 1) << (2 * bit) | (c.y >> bit & 1) << (2 * bit + 1) }
+        }
+        return rows.sorted { morton($0) < morton($1) }
     }
 
     /// One attention block's saved tensors for n images: queries (n, Q, H), keys from Tk rows.

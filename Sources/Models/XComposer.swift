@@ -85,8 +85,8 @@ public final class XComposer {
 
     /// Starts the sampler's queries on a grid over the image (`PerceiveSampler.useGridQueries`); meant
     /// for a random model whose ViT has sin-cos positions.
-    public func useGridQueries(sharpness: Float, rng: inout RNG) throws {
-        try sampler.useGridQueries(imageGrid: config.visionConfig.patchesPerSide, sharpness: sharpness, rng: &rng)
+    public func useGridQueries(sharpness: Float, zOrder: Bool = false, rng: inout RNG) throws {
+        try sampler.useGridQueries(imageGrid: config.visionConfig.patchesPerSide, sharpness: sharpness, zOrder: zOrder, rng: &rng)
     }
 
     /// The same model with every adapter folded into its weight (W + scale B A) and no adapters: what

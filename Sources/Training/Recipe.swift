@@ -17,6 +17,9 @@ public struct Recipe: Codable, Sendable {
         /// When set, the random sampler's queries start on a grid over the image with cross-attention
         /// focused around each grid cell, this sharp (`XComposer.useGridQueries`); needs sincos positions.
         public var queryGrid: Double?
+        /// The order in which the grid's cells go to the queries, and so to the decoder's image tokens:
+        /// "rows" (the default) or "z" (`PerceiveSampler.gridCells`).
+        public var queryOrder: String?
     }
 
     public struct Source: Codable, Sendable {
@@ -100,7 +103,7 @@ public struct Recipe: Codable, Sendable {
     static let schema: [String: Any] = [
         "description": true, "model": true, "steps": true, "freeze": true, "log_every": true, "seed": true, "precision": true,
         "lora": ["rank": true, "alpha": true, "dropout": true, "targets": true],
-        "init": ["from": true, "path": true, "std": true, "vision_positions": true, "query_grid": true],
+        "init": ["from": true, "path": true, "std": true, "vision_positions": true, "query_grid": true, "query_order": true],
         "data": ["train": [["path": true, "weight": true]], "eval": [["path": true, "weight": true]],
                  "sequence_length": true, "batch_size": true, "gradient_accumulation": true, "length_window": true],
         "optimizer": ["lr": ["vision": true, "sampler": true, "decoder": true, "lora": true], "betas": true, "eps": true,
@@ -225,6 +228,10 @@ public struct LoadedRecipe: Sendable {
         if let sharpness = r.`init`.queryGrid {
             try require(sharpness > 0, "init.query_grid: must be positive, got \(sharpness)")
             try require(r.`init`.visionPositions == "sincos", "init.query_grid: needs init.vision_positions 'sincos' (the grid is in their coordinates)")
+        }
+        if let order = r.`init`.queryOrder {
+            try require(["rows", "z"].contains(order), "init.query_order: '\(order)' is not one of rows, z")
+            try require(r.`init`.queryGrid != nil, "init.query_order: only applies with init.query_grid")
         }
         try require(!r.data.train.isEmpty, "data.train: at least one dataset is needed")
         for (name, sources) in [("train", r.data.train), ("eval", r.data.eval ?? [])] {

@@ -126,7 +126,7 @@ public final class Trainer {
             initializeRandomly(model.parameters, rng: &rng, std: Float(r.`init`.std ?? 0.02))
             if r.`init`.visionPositions == "sincos" { model.useSinCosVisionPositions() }
             if let sharpness = r.`init`.queryGrid {
-                do { try model.useGridQueries(sharpness: Float(sharpness), rng: &rng) } catch {
+                do { try model.useGridQueries(sharpness: Float(sharpness), zOrder: r.`init`.queryOrder == "z", rng: &rng) } catch {
                     throw TrainingError("\(recipe.url.path): init.query_grid: \(error) (model \(r.model))")
                 }
             }

@@ -82,4 +82,24 @@ final class GridQueriesTests: XCTestCase {
             XCTAssert("\(error)".contains("a square number of query tokens, got 48"), "\(error)")
         }
     }
+
+    /// In Z-order each quarter of the 8 x 8 grid is a run of 16 queries (top left, top right, bottom left,
+    /// bottom right), and the queries are the row-order ones, permuted.
+    func testZOrderKeepsQuartersContiguous() throws {
+        let cells = PerceiveSampler.gridCells(8, zOrder: true)
+        XCTAssertEqual(Set(cells.map { $0.y * 8 + $0.x }).count, 64)
+        for (q, cell) in cells.enumerated() { XCTAssertEqual(cell.y / 4 * 2 + cell.x / 4, q / 16, "query \(q)") }
+        XCTAssertEqual(cells[0 ..< 4].map { [$0.x, $0.y] }, [[0, 0], [1, 0], [0, 1], [1, 1]])
+        let config = try tinyConfig(), h = config.qformerConfig.hiddenSize
+        let tokens = try [false, true].map { zOrder in
+            let model = XComposer(config: config, trainable: [])
+            var rng = RNG(seed: 1)
+            try model.useGridQueries(sharpness: 2, zOrder: zOrder, rng: &rng)
+            return model.sampler.queryTokens.value.array
+        }
+        for (q, cell) in cells.enumerated() {
+            let row = cell.y * 8 + cell.x
+            XCTAssertEqual(Array(tokens[1][q * h ..< (q + 1) * h]), Array(tokens[0][row * h ..< (row + 1) * h]), "query \(q)")
+        }
+    }
 }

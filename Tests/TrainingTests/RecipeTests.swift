@@ -86,6 +86,7 @@ final class RecipeTests: XCTestCase {
         try assertRejected("init.vision_positions: 'rope' is not one of learned, sincos", overrides: ["init.vision_positions=rope"])
         try assertRejected("init.query_grid: must be positive, got -1.0", overrides: ["init.query_grid=-1"])
         try assertRejected("init.query_grid: needs init.vision_positions 'sincos'", overrides: ["init.vision_positions=learned", "init.query_grid=2"])
+        try assertRejected("init.query_order: 'columns' is not one of rows, z", overrides: ["init.query_order=columns"])
     }
 
     func testOverridesApply() throws {
