@@ -61,8 +61,8 @@ struct DataSynth: ParsableCommand {
     @Flag(help: "Only make the tasks whose train and eval datasets are not there yet with this tokenizer (the same records as a full run).")
     var ifMissing = false
 
-    @Option(help: "'bpe': a byte-level BPE trained on the shapes texts (words are one token each); 'byte': one token per byte; or a Hugging Face tokenizer.json or SentencePiece .model.")
-    var tokenizer = "bpe"
+    @Option(help: "'byte': one token per byte; 'bpe': a byte-level BPE trained on the shapes texts (a word is one token); or a Hugging Face tokenizer.json or SentencePiece .model.")
+    var tokenizer = "byte"
 
     func run() throws {
         guard name == "shapes" else { throw ValidationError("unknown synthetic dataset '\(name)' (available: shapes)") }

@@ -90,24 +90,27 @@ final class LoRACLITests: XCTestCase {
     }
 
     /// The checkpoint records its data's tokenizer: fine-tuning or evaluating it on data of another
-    /// tokenizer is refused, and export writes the tokenizer beside the weights.
+    /// tokenizer is refused, and export writes a tokenizer file beside the weights.
     func testDataOfAnotherTokenizerIsRefused() throws {
-        let bytes = root.appendingPathComponent("bytes")
-        let synth = try CLI.run(["data", "synth", "shapes", "--out", bytes.path, "--queries", "4", "--scale", "0.01", "--image-size", "28", "--tokenizer", "byte"])
+        let bpe = root.appendingPathComponent("bpe")
+        let synth = try CLI.run(["data", "synth", "shapes", "--out", bpe.path, "--queries", "4", "--scale", "0.01", "--image-size", "28", "--tokenizer", "bpe"])
         XCTAssertEqual(synth.status, 0, synth.error)
-        let recipe = root.appendingPathComponent("lora-bytes.json")
-        try Micro.loraRecipe(base: "run/step-0000006.h5").replacingOccurrences(of: "\"data/", with: "\"bytes/").write(to: recipe, atomically: true, encoding: .utf8)
-        let lora = try CLI.run(["lora", recipe.path])
+        let loraOnBPE = root.appendingPathComponent("lora-bpe.json")
+        try Micro.loraRecipe(base: "run/step-0000006.h5").replacingOccurrences(of: "\"data/", with: "\"bpe/").write(to: loraOnBPE, atomically: true, encoding: .utf8)
+        let lora = try CLI.run(["lora", loraOnBPE.path])
         XCTAssertNotEqual(lora.status, 0)
-        XCTAssert(lora.error.contains("run/step-0000006.h5: trained on data tokenized by hf-json-"), lora.error)
-        let checkpoint = root.appendingPathComponent("run/step-0000006.h5").path
-        let eval = try CLI.run(["eval", checkpoint, "--data", bytes.appendingPathComponent("vqa/eval").path])
+        XCTAssert(lora.error.contains("run/step-0000006.h5: trained on data tokenized by byte-"), lora.error)
+        let eval = try CLI.run(["eval", root.appendingPathComponent("run/step-0000006.h5").path, "--data", bpe.appendingPathComponent("vqa/eval").path])
         XCTAssertNotEqual(eval.status, 0)
-        XCTAssert(eval.error.contains("tokenized by byte-"), eval.error)
-        let export = try CLI.run(["export", checkpoint, "--out", root.appendingPathComponent("hf").path])
+        XCTAssert(eval.error.contains("tokenized by hf-json-"), eval.error)
+
+        let pretrainOnBPE = root.appendingPathComponent("pretrain-bpe.json")
+        try Micro.recipe(steps: 2, every: 2).replacingOccurrences(of: "\"data/", with: "\"bpe/").replacingOccurrences(of: "\"run\"", with: "\"bperun\"")
+            .write(to: pretrainOnBPE, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try CLI.run(["pretrain", pretrainOnBPE.path]).status, 0)
+        let export = try CLI.run(["export", root.appendingPathComponent("bperun/step-0000002.h5").path, "--out", root.appendingPathComponent("hf").path])
         XCTAssertEqual(export.status, 0, export.error)
-        XCTAssertEqual(try Data(contentsOf: root.appendingPathComponent("hf/tokenizer.json")),
-                       try Data(contentsOf: root.appendingPathComponent("data/vqa/train/tokenizer.json")))
+        XCTAssertEqual(try Data(contentsOf: root.appendingPathComponent("hf/tokenizer.json")), try Data(contentsOf: bpe.appendingPathComponent("vqa/train/tokenizer.json")))
     }
 
     func testRankMismatchIsRefused() throws {
