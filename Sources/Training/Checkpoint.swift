@@ -127,6 +127,12 @@ public enum Checkpoint {
         public let tokenizer: Tokenizer?
         let file: H5File
 
+        /// Refuses data tokenized otherwise than the data this checkpoint was trained on (`data` names it).
+        public func expectTokenizer(_ dataTokenizer: Tokenizer, of data: String) throws {
+            guard let tokenizer, tokenizer.identity != dataTokenizer.identity else { return }
+            throw TrainingError("\(url.path): trained on data tokenized by \(tokenizer.identity); \(data) is tokenized by \(dataTokenizer.identity)")
+        }
+
         /// The shape of parameter `name` as stored in this file (nil when it is not stored here).
         public func storedShape(_ name: String) -> [Int]? { file.shape("params/" + name) }
     }

@@ -77,7 +77,7 @@ public final class Trainer {
         if let header, header.config != config {
             throw TrainingError("\(header.url.path): the checkpoint's model config differs from \(r.model); it is of another model")
         }
-        if let header { try Trainer.checkTokenizer(header, data: tokenizer) }
+        try header?.expectTokenizer(tokenizer, of: train[0].directory.path)
         if let header, header.lora != r.loraConfig {
             throw TrainingError("\(header.url.path): the checkpoint's LoRA (\(header.lora.map { "rank \($0.rank)" } ?? "none")) differs from the recipe's (\(r.loraConfig.map { "rank \($0.rank)" } ?? "none"))")
         }
@@ -111,12 +111,6 @@ public final class Trainer {
         return try ModelConfig.load(url)
     }
 
-    /// A checkpoint that records a tokenizer continues only on data tokenized by it.
-    static func checkTokenizer(_ header: Checkpoint.Header, data tokenizer: Tokenizer) throws {
-        guard let recorded = header.tokenizer, recorded.identity != tokenizer.identity else { return }
-        throw TrainingError("\(header.url.path): trained on data tokenized by \(recorded.identity); this run's data is tokenized by \(tokenizer.identity)")
-    }
-
     /// The recipe's `init`: random weights, a Hugging Face directory, or a checkpoint's weights.
     func initialize() throws {
         let r = recipe.recipe
@@ -143,7 +137,7 @@ public final class Trainer {
             guard header.config == model.config else {
                 throw TrainingError("\(header.url.path): init.path: the checkpoint's model config differs from \(r.model)")
             }
-            try Trainer.checkTokenizer(header, data: tokenizer)
+            try header.expectTokenizer(tokenizer, of: recipe.resolve(r.data.train[0].path).path)
             adaptersLoaded = try Checkpoint.restore(header, into: model)
             base = BaseReference(kind: "checkpoint", path: url.path, xxh64: Checkpoint.parameterHash(model.parameters))
         }

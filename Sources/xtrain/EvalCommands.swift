@@ -34,9 +34,7 @@ struct Eval: ParsableCommand {
         let (header, model) = try Checkpoint.model(URL(fileURLWithPath: checkpoint))
         let datasets = try data.map { (name: $0, dataset: try Dataset(URL(fileURLWithPath: $0))) }
         for d in datasets {
-            if let trained = header.tokenizer, trained.identity != d.dataset.tokenizer.identity {
-                throw ValidationError("\(d.name): tokenized by \(d.dataset.tokenizer.identity), but \(checkpoint) was trained on data tokenized by \(trained.identity)")
-            }
+            try header.expectTokenizer(d.dataset.tokenizer, of: d.name)
             try d.dataset.checkCompatible(vocabSize: model.config.textConfig.vocabSize, imageQueries: model.config.numQueryTokens, imageTokenIndex: model.config.imageTokenIndex!)
         }
         let scores = try Evaluation.run(model: model, datasets: datasets, limit: limit, sequenceLength: length, misses: misses)
