@@ -166,6 +166,11 @@ public final class Dataset {
 
     public var count: Int { index.records }
 
+    /// Whether `other` was tokenized by the same tokenizer, with the same template ids.
+    public func sharesTokenizer(with other: Dataset) -> Bool {
+        tokenizer.identity == other.tokenizer.identity && tokenizer.specials == other.tokenizer.specials
+    }
+
     /// Throws unless the data fits a model with this vocabulary and image placeholder count.
     public func checkCompatible(vocabSize: Int, imageQueries: Int, imageTokenIndex: Int) throws {
         let url = directory.appendingPathComponent("index.json").path

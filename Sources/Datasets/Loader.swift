@@ -78,7 +78,7 @@ public final class Loader {
         guard queries.count == 1, sides.count == 1 else {
             throw DataError("loader: sources differ in image placeholders \(queries.sorted()) or image size \(sides.sorted())")
         }
-        for s in sources.dropFirst() where s.tokenizer.identity != sources[0].tokenizer.identity || s.tokenizer.specials != sources[0].tokenizer.specials {
+        for s in sources.dropFirst() where !s.sharesTokenizer(with: sources[0]) {
             throw DataError("loader: \(s.directory.path) was tokenized by \(s.tokenizer.identity), \(sources[0].directory.path) by \(sources[0].tokenizer.identity) (or their special tokens differ)")
         }
         self.sources = sources

@@ -139,7 +139,8 @@ public enum ShapesDataset {
         Task(name: "text", train: 6000, eval: 200),
     ]
 
-    /// The bundled data's tokenizer: a byte-level BPE (`BytePairTrainer`) of at most `vocabSize` tokens trained
+    /// The shapes world's BPE tokenizer (`data synth shapes --tokenizer bpe`; the byte tokenizer is the
+    /// default): a byte-level BPE (`BytePairTrainer`) of at most `vocabSize` tokens trained
     /// on the texts of the first `records` train records of every task (train seed `seed`), so that the
     /// words of the shapes world are one token each.
     public static func tokenizer(seed: UInt64 = 1, records: Int = 1000, vocabSize: Int = 512) -> Tokenizer {

@@ -49,7 +49,7 @@ public final class Trainer {
         evalSources = try (r.data.eval ?? []).map { try Dataset(loaded.resolve($0.path)) }
         tokenizer = train[0].tokenizer
         for dataset in train + evalSources {
-            guard dataset.tokenizer.identity == tokenizer.identity, dataset.tokenizer.specials == tokenizer.specials else {
+            guard dataset.sharesTokenizer(with: train[0]) else {
                 throw TrainingError("\(dataset.directory.path): tokenized by \(dataset.tokenizer.identity), \(train[0].directory.path) by \(tokenizer.identity) (or their template ids differ); a run's datasets share one tokenizer")
             }
             try dataset.checkCompatible(vocabSize: config.textConfig.vocabSize, imageQueries: config.numQueryTokens, imageTokenIndex: config.imageTokenIndex!)
