@@ -27,18 +27,33 @@ public struct FlopCount: Sendable {
         let (tt, dt, it, vocab) = (Double(t), Double(x.hiddenSize), Double(x.intermediateSize), Double(x.vocabSize))
         let decoderLinear = Double(x.numHiddenLayers) * 2 * tt * (4 * dt * dt + 3 * dt * it) + 2 * tt * dt * vocab
         let decoderAttention = Double(x.numHiddenLayers) * 4 * tt * tt * dt
-        var adapters = 0.0
+        // Adapters: per sequence, and per micro-batch for the dense ones' product and its gradient's split.
+        var adapterForward = 0.0, adapterBackward = 0.0, productForward = 0.0, productBackward = 0.0
         if let lora {
             let widths = ["q_proj": (dt, dt), "k_proj": (dt, dt), "v_proj": (dt, dt), "o_proj": (dt, dt), "gate_proj": (dt, it), "up_proj": (dt, it), "down_proj": (it, dt)]
-            for target in lora.targets { adapters += Double(x.numHiddenLayers) * 2 * tt * Double(lora.rank) * (widths[target]!.0 + widths[target]!.1) }
+            let (layers, r) = (Double(x.numHiddenLayers), Double(lora.rank))
+            for target in lora.targets {
+                let (inF, outF) = widths[target]!
+                if LoRAConfig.isDense(rank: lora.rank, inFeatures: Int(inF), outFeatures: Int(outF)) {
+                    // Without dropout the product joins the base weight's; with it, it is one more product each way.
+                    let product = 2 * tt * inF * outF
+                    adapterForward += layers * (lora.dropout > 0 ? product : 0)
+                    adapterBackward += layers * (lora.dropout > 0 ? 2 : 1) * product
+                    productForward += layers * 2 * r * inF * outF
+                    productBackward += layers * 4 * r * inF * outF
+                } else {
+                    adapterForward += layers * 2 * tt * r * (inF + outF)
+                    adapterBackward += layers * 4 * tt * r * (inF + outF)
+                }
+            }
         }
         let (images, sequences) = (Double(n), Double(batch))
-        forward = images * (visionLinear + visionAttention + samplerLinear + samplerAttention) + sequences * (decoderLinear + decoderAttention + adapters)
+        forward = images * (visionLinear + visionAttention + samplerLinear + samplerAttention) + sequences * (decoderLinear + decoderAttention + adapterForward) + productForward
         // Backward factors per part: 2 trained, 1 on the path from a trained part to the loss, 0 else.
         let visionFactor = trainable.contains(.vision) ? 2.0 : 0
         let samplerFactor = trainable.contains(.sampler) ? 2.0 : trainable.contains(.vision) ? 1 : 0
         let decoderFactor = trainable.contains(.decoder) ? 2.0 : trainable.isEmpty ? 0 : 1
         backward = images * (visionFactor * (visionLinear + visionAttention) + samplerFactor * samplerLinear + (samplerFactor > 0 ? 2 : 0) * samplerAttention)
-            + sequences * (decoderFactor * decoderLinear + (decoderFactor > 0 ? 2 : 0) * decoderAttention + 2 * adapters)
+            + sequences * (decoderFactor * decoderLinear + (decoderFactor > 0 ? 2 : 0) * decoderAttention + adapterBackward) + productBackward
     }
 }

@@ -143,16 +143,18 @@ public struct LinearParams {
 
     /// out (N, out) = inp (N, in) W^T + b, plus the adapter's update when `adapter` holds its activations.
     public func forward(_ out: Tensor, _ inp: Tensor, adapter state: LoRAActivations? = nil) {
-        linearForward(out: out, inp: inp, weight: weight.value, bias: bias?.value)
-        if let lora, let state { lora.forward(out, inp, state) }
+        guard let lora, let state else { return linearForward(out: out, inp: inp, weight: weight.value, bias: bias?.value) }
+        lora.forward(out, inp, weight: weight.value, bias: bias?.value, state)
     }
 
     /// Accumulates the parameter gradients (if trainable) and dinp (if given), through the adapter too;
     /// with `overwrite`, dinp's old contents are replaced instead of added to.
     public func backward(dinp: Tensor?, dout: Tensor, inp: Tensor, adapter state: LoRAActivations? = nil, scratch: LoRAScratch? = nil,
                          overwrite: Bool = false) {
-        linearBackward(dinp: dinp, dweight: weight.grad, dbias: bias?.grad, dout: dout, inp: inp, weight: weight.value, overwrite: overwrite)
-        if let lora, let state, let scratch { lora.backward(dinp: dinp, dout: dout, state, scratch) }
+        guard let lora, let state, let scratch else {
+            return linearBackward(dinp: dinp, dweight: weight.grad, dbias: bias?.grad, dout: dout, inp: inp, weight: weight.value, overwrite: overwrite)
+        }
+        lora.backward(dinp: dinp, dout: dout, inp: inp, weight: weight, bias: bias, state, scratch, overwrite: overwrite)
     }
 }
 

@@ -95,8 +95,8 @@ public final class TextDecoder {
                 let context = arena.tensor([b, t, d], zeroed: false), gated = arena.tensor([b, t, i], zeroed: false)
                 let inputs = [inputNorm.out, inputNorm.out, inputNorm.out, context, postAttentionNorm.out, postAttentionNorm.out, gated]
                 let adapters = zip(layer.linears, inputs).enumerated().map { k, pair in
-                    pair.0.lora.map { lora in
-                        LoRAActivations(arena, input: pair.1.reshaped([b * t, pair.1.columns]), rank: lora.rank, dropout: lora.dropout,
+                    pair.0.lora.map { adapter in
+                        LoRAActivations(arena, input: pair.1.reshaped([b * t, pair.1.columns]), adapter: adapter,
                                         mask: dropout.map { DropoutMask(RandomStream(seed: $0.seed, stream: $0.stream << 16 | UInt64(l) << 3 | UInt64(k)),
                                                                            length: t, firstSample: firstSample) })
                     }
@@ -162,7 +162,7 @@ public final class TextDecoder {
 
         init(_ arena: Arena, batch b: Int, length t: Int, _ m: TextDecoder) {
             let (d, i) = (m.config.hiddenSize, m.config.intermediateSize)
-            lora = m.lora.map { LoRAScratch(arena, rows: b * t, rank: $0.rank, widest: max(d, i)) }
+            lora = m.lora.map { LoRAScratch(arena, rows: b * t, rank: $0.rank, widest: max(d, i), largest: d * i) }
             // dlogits and dx are accumulated into from the start; every other buffer is overwritten first.
             dlogits = arena.tensor([b, t, m.config.vocabSize])
             dx = arena.tensor([b, t, d])

@@ -1,13 +1,14 @@
 import Foundation
-import Models
+@testable import Models
 import Tensors
 import XCTest
 
 final class LoRATests: XCTestCase {
-    /// The fixture model with rank-4 adapters whose A and B are both random (as after training).
-    private func adaptedModel(dropout: Double = 0) throws -> (XComposer, Batch) {
+    /// The fixture model with adapters whose A and B are both random (as after training). Rank 4 runs
+    /// through the factors; rank 32, wider than the fixture's layers (40 and 56), through their product.
+    private func adaptedModel(rank: Int = 4, dropout: Double = 0) throws -> (XComposer, Batch) {
         let fixture = try Fixture("blip2-crossfreq2", trainable: [])
-        let lora = LoRAConfig(rank: 4, alpha: 8, dropout: dropout)
+        let lora = LoRAConfig(rank: rank, alpha: 2 * Double(rank), dropout: dropout)
         let model = XComposer(config: fixture.model.config, trainable: [.lora, .sampler], lora: lora)
         try model.loadWeights(directory: Fixture.directory("blip2-crossfreq2"))
         var rng = RNG(seed: 11)
@@ -16,7 +17,16 @@ final class LoRATests: XCTestCase {
     }
 
     func testMergedModelGivesTheSameLogits() throws {
-        let (model, batch) = try adaptedModel()
+        try checkMergedLogits(rank: 4)
+    }
+
+    func testMergedModelGivesTheSameLogitsAsDenseAdapters() throws {
+        try checkMergedLogits(rank: 32)
+    }
+
+    private func checkMergedLogits(rank: Int) throws {
+        let (model, batch) = try adaptedModel(rank: rank)
+        XCTAssertEqual(model.decoder.layers[0].qProj.lora!.isDense, rank == 32)
         let arena = Arena()
         let adapted = try model.forward(batch, arena: arena)
         let merged = try model.merged().forward(batch, arena: Arena())
@@ -35,8 +45,13 @@ final class LoRATests: XCTestCase {
         try checkAdapterGradients(dropout: 0.2)
     }
 
-    private func checkAdapterGradients(dropout: Double) throws {
-        let (model, batch) = try adaptedModel(dropout: dropout)
+    func testDenseAdapterGradientsMatchFiniteDifferences() throws {
+        try checkAdapterGradients(rank: 32, dropout: 0)
+        try checkAdapterGradients(rank: 32, dropout: 0.2)
+    }
+
+    private func checkAdapterGradients(rank: Int = 4, dropout: Double) throws {
+        let (model, batch) = try adaptedModel(rank: rank, dropout: dropout)
         let stream: RandomStream? = dropout > 0 ? RandomStream(seed: 2, stream: 4) : nil
         let arena = Arena()
         let activations = try model.forward(batch, arena: arena, dropout: stream)
