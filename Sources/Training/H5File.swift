@@ -27,7 +27,10 @@ final class H5File {
     static func open(_ path: String) throws -> H5File {
         var error = [CChar](repeating: 0, count: 512)
         let h = xt_h5_open_read(path, &error, 512)
-        guard h >= 0 else { throw TrainingError("\(path): not a readable HDF5 file") }
+        guard h >= 0 else {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw TrainingError("\(path): \(exists ? "not a readable HDF5 file" : "no such file")")
+        }
         return H5File(path: path, handle: h)
     }
 

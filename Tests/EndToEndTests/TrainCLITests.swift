@@ -77,6 +77,9 @@ final class TrainCLITests: XCTestCase {
         let run = try CLI.run(["pretrain", recipe, "--set", "model=other.json", "--set", "steps=6", "--resume"])
         XCTAssertNotEqual(run.status, 0)
         XCTAssert(run.error.contains("step-0000003.h5: the checkpoint's model config differs from other.json; it is of another model"), run.error)
+        let missing = try CLI.run(["eval", root.appendingPathComponent("nowhere.h5").path, "--data", root.path])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssert(missing.error.contains("nowhere.h5: no such file"), missing.error)
     }
 
     func testHeldOutLossFalls() throws {
