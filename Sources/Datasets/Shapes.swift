@@ -137,7 +137,6 @@ public enum ShapesDataset {
         Task(name: "instruct", train: 4000, eval: 200),
         Task(name: "selection", train: 6000, eval: 300),
         Task(name: "text", train: 6000, eval: 200),
-        Task(name: "pairs", train: 6000, eval: 200),
     ]
 
     /// The shapes world's BPE tokenizer (`data synth shapes --tokenizer bpe`; the byte tokenizer is the
@@ -255,27 +254,6 @@ public enum ShapesDataset {
             } else {
                 b.turn(user: "How many shapes are in image \(chosen + 1)?", bot: ShapesScene.numbers[scene.objects.count])
             }
-            return b.record
-        case "pairs":
-            // Two images, then what one of them shows and which image holds an object only it has: the
-            // words must be read from the image they name, so the decoder learns which image a token is in.
-            let other = ShapesScene(stream, index + 1_000_000)
-            let scenes = [scene, other], named = draw.int(2)
-            let o = scenes[named].objects[draw.int(scenes[named].objects.count)]
-            var b = RecordBuilder(kind: .interleaved, tokenizer: tokenizer, queries: queries)
-            b.special(.bos, loss: false)
-            for (i, s) in scenes.enumerated() {
-                b.text("Image \(i + 1): ", loss: false)
-                b.image(s.render(side: side))
-                b.text("\n", loss: false)
-            }
-            var text = "Image \(named + 1) shows a \(o.color.rawValue) \(o.shape.rawValue)."
-            let sought = draw.int(2)
-            if let unique = scenes[sought].objects.first(where: { u in !scenes[1 - sought].objects.contains { $0.color == u.color && $0.shape == u.shape } }) {
-                text += " The \(unique.color.rawValue) \(unique.shape.rawValue) is in image \(sought + 1)."
-            }
-            b.text(text, loss: true)
-            b.special(.eos, loss: true)
             return b.record
         default:
             var b = RecordBuilder(kind: .text, tokenizer: tokenizer, queries: queries)
