@@ -162,7 +162,7 @@ public final class TextDecoder {
 
         init(_ arena: Arena, batch b: Int, length t: Int, _ m: TextDecoder) {
             let (d, i) = (m.config.hiddenSize, m.config.intermediateSize)
-            lora = m.lora.map { LoRAScratch(arena, rows: b * t, rank: $0.rank, widest: max(d, i), largest: d * i) }
+            lora = m.lora.map { LoRAScratch(arena, rows: b * t, rank: $0.rank, widest: max(d, i), largest: d * max(d, i)) }
             // dlogits and dx are accumulated into from the start; every other buffer is overwritten first.
             dlogits = arena.tensor([b, t, m.config.vocabSize])
             dx = arena.tensor([b, t, d])
