@@ -237,23 +237,26 @@ public enum ShapesDataset {
             }
             return b.record
         case "selection":
-            // Two candidate images; the question names an object only the chosen one has.
+            // Two candidate images; the question names an object only the chosen one has. The question comes
+            // first, so that under causal attention the tokens between the images, which see the first image
+            // only, can hold whether it has the object; after the images, which image a token belongs to is
+            // known only from where it is.
             let other = ShapesScene(stream, index + 1_000_000)
             let chosen = draw.int(2)
             let scenes = chosen == 0 ? [scene, other] : [other, scene]
             let target = scene.objects.first { o in !other.objects.contains { $0.color == o.color && $0.shape == o.shape } }
             var b = RecordBuilder(kind: .interleaved, tokenizer: tokenizer, queries: queries)
             b.special(.bos, loss: false)
-            for (i, s) in scenes.enumerated() {
-                b.text("Image \(i + 1): ", loss: false)
-                b.image(s.render(side: side))
-                b.text("\n", loss: false)
-            }
             if let target {
-                b.turn(user: "Which image shows a \(target.color.rawValue) \(target.shape.rawValue)?", bot: "image \(chosen + 1)")
+                b.ask("Which image shows a \(target.color.rawValue) \(target.shape.rawValue)?")
             } else {
-                b.turn(user: "How many shapes are in image \(chosen + 1)?", bot: ShapesScene.numbers[scene.objects.count])
+                b.ask("How many shapes are in image \(chosen + 1)?")
             }
+            for (i, s) in scenes.enumerated() {
+                b.text("\nImage \(i + 1): ", loss: false)
+                b.image(s.render(side: side))
+            }
+            b.answer(target == nil ? ShapesScene.numbers[scene.objects.count] : "image \(chosen + 1)")
             return b.record
         default:
             var b = RecordBuilder(kind: .text, tokenizer: tokenizer, queries: queries)

@@ -20,6 +20,32 @@ final class ShapesTests: XCTestCase {
         }
     }
 
+    /// A selection record asks first and shows the two images after the question, inside the user turn,
+    /// and its answer names the one image that has the object asked for.
+    func testSelectionAsksBeforeItsImages() throws {
+        let stream = RandomStream(seed: 9, stream: 3)
+        var asked = 0
+        for i in 0 ..< 40 {
+            let record = ShapesDataset.record("selection", index: i, stream: stream, tokenizer: .byte, queries: 1, side: 8)
+            let text = ByteTokenizer().decode(record.tokens.filter { $0 != SpecialToken.image.rawValue })
+            let prefix = "<s><|User|>: Which image shows a "
+            guard text.hasPrefix(prefix) else {
+                XCTAssertTrue(text.hasPrefix("<s><|User|>: How many shapes are in image "), text)
+                continue
+            }
+            let words = text.dropFirst(prefix.count).prefix { $0 != "?" }.split(separator: " ").map(String.init)
+            let rest = text.drop { $0 != "?" }
+            XCTAssertTrue(rest.hasPrefix("?\nImage 1: \nImage 2: <eou>\n<|Bot|>: image "), text)
+            let answer = try XCTUnwrap(Int(String(rest.dropFirst("?\nImage 1: \nImage 2: <eou>\n<|Bot|>: image ".count).prefix(1))))
+            let scenes = [ShapesScene(stream, i), ShapesScene(stream, i + 1_000_000)]
+            let has = scenes.map { s in s.objects.contains { $0.color.rawValue == words[0] && $0.shape.rawValue == words[1] } }
+            XCTAssertEqual(has.filter { $0 }.count, 1, text)
+            XCTAssertEqual(record.images[answer - 1], scenes[has.firstIndex(of: true)!].render(side: 8), text)
+            asked += 1
+        }
+        XCTAssertGreaterThan(asked, 20)
+    }
+
     /// The shapes tokenizer spells each word of the shapes world as one token, keeps every text it was
     /// trained on when decoding, and is the same file on every run.
     func testShapesTokenizerHasWholeWords() throws {
