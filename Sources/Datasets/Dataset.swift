@@ -36,6 +36,9 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     public var records: Int
     public var kinds: [String: Int]
     public var shards: [Shard]
+    /// What generated the records, when a generator did (`shapes selection 2`: the shapes world's selection
+    /// task, format 2); `data synth --if-missing` makes a task again when its generator changed.
+    public var generator: String?
 }
 
 /// Writes a dataset directory. Everything goes to `DIR.partial-PID` first; `finish` writes the index
@@ -51,9 +54,12 @@ public final class DatasetWriter {
     private var shards: [DatasetIndex.Shard] = []
     private var kinds: [String: Int] = [:]
     private var finished = false
+    let generator: String?
 
-    public init(directory: URL, tokenizer: Tokenizer, imageSide: Int = 224, imageQueries: Int, shardBytes: Int = 64 << 20, blockBytes: Int = 1 << 20) throws {
+    public init(directory: URL, tokenizer: Tokenizer, imageSide: Int = 224, imageQueries: Int, shardBytes: Int = 64 << 20, blockBytes: Int = 1 << 20,
+                generator: String? = nil) throws {
         self.directory = directory
+        self.generator = generator
         self.tokenizer = tokenizer
         self.imageSide = imageSide
         self.imageQueries = imageQueries
@@ -103,7 +109,7 @@ public final class DatasetWriter {
         let specials = Dictionary(uniqueKeysWithValues: tokenizer.specials.map { ($0.name, $1) })
         let index = DatasetIndex(tokenizer: .init(kind: tokenizer.kind, identity: tokenizer.identity, vocabSize: tokenizer.vocabSize, file: tokenizer.fileName, specials: specials),
                                  tokenWidth: tokenWidth, imageSide: imageSide, imageQueries: imageQueries,
-                                 records: shards.reduce(0) { $0 + $1.records }, kinds: kinds, shards: shards)
+                                 records: shards.reduce(0) { $0 + $1.records }, kinds: kinds, shards: shards, generator: generator)
         let url = partial.appendingPathComponent("index.json")
         let temporary = partial.appendingPathComponent(".index.json.tmp")
         try encoder.encode(index).write(to: temporary)

@@ -131,17 +131,11 @@ public struct RecordBuilder {
     }
 
     /// Closes the user turn and hands over to the bot: `<eou>\n<|Bot|>:`, no loss.
-    mutating func handOver() {
+    public mutating func handOver() {
         special(.endOfUser, loss: false)
         text("\n", loss: false)
         special(.bot, loss: false)
         text(":", loss: false)
-    }
-
-    /// The template up to the answer: `<|User|>: {instruction}<eou>\n<|Bot|>:`, no loss.
-    public mutating func prompt(user: String) {
-        ask(user)
-        handOver()
     }
 
     /// One turn of the conversation template `<|User|>: {instruction}<eou>\n<|Bot|>: {answer}<eob>\n`.

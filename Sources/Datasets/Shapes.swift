@@ -128,14 +128,19 @@ public enum ShapesDataset {
         public let name: String
         public let train: Int
         public let eval: Int
+        /// The records' format, raised whenever what `record` makes for this task changes.
+        public var format = 1
+
+        /// The datasets' `generator`.
+        public var generator: String { "shapes \(name) \(format)" }
     }
 
-    /// The tasks and their sizes (records in train and eval).
+    /// The tasks, their sizes (records in train and eval) and formats. Selection's format 2 asks before its images.
     public static let tasks = [
         Task(name: "captions", train: 12000, eval: 400),
         Task(name: "vqa", train: 12000, eval: 400),
         Task(name: "instruct", train: 4000, eval: 200),
-        Task(name: "selection", train: 6000, eval: 300),
+        Task(name: "selection", train: 6000, eval: 300, format: 2),
         Task(name: "text", train: 6000, eval: 200),
     ]
 
@@ -187,7 +192,8 @@ public enum ShapesDataset {
                 let name = "\(task.name)/\(split)"
                 let directory = root.appendingPathComponent(task.name).appendingPathComponent(split)
                 try FileManager.default.createDirectory(at: directory.deletingLastPathComponent(), withIntermediateDirectories: true)
-                let writer = try DatasetWriter(directory: directory, tokenizer: tokenizer, imageSide: imageSide, imageQueries: queries)
+                let writer = try DatasetWriter(directory: directory, tokenizer: tokenizer, imageSide: imageSide, imageQueries: queries,
+                                               generator: task.generator)
                 let stream = RandomStream(seed: splitSeed, stream: UInt64(t))
                 // Records are made in parallel chunks and written in order, so the output is deterministic.
                 let chunk = 256

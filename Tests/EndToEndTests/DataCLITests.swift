@@ -23,6 +23,24 @@ final class DataCLITests: XCTestCase {
         XCTAssert(lines[0].contains("shard-00000.zst"), run.error)
     }
 
+    /// `synth --if-missing` leaves complete tasks alone and makes again a task written in an older format.
+    func testSynthIfMissingRemakesAnOlderFormat() throws {
+        let data = root.appendingPathComponent("data")
+        let synth = ["data", "synth", "shapes", "--out", data.path, "--queries", "4", "--scale", "0.01", "--image-size", "28", "--if-missing"]
+        XCTAssert(try CLI.run(synth).output.contains("already there"))
+        let index = data.appendingPathComponent("selection/eval/index.json")
+        var fields = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: index)) as? [String: Any])
+        XCTAssertEqual(fields["generator"] as? String, "shapes selection 2")
+        fields["generator"] = nil
+        try JSONSerialization.data(withJSONObject: fields).write(to: index)
+        let run = try CLI.run(synth)
+        XCTAssertEqual(run.status, 0, run.error)
+        XCTAssert(run.output.contains("selection: incomplete, or made with another tokenizer or an older format; made again"), run.output)
+        XCTAssertFalse(run.output.contains("captions:"), run.output)
+        let remade = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: index)) as? [String: Any])
+        XCTAssertEqual(remade["generator"] as? String, "shapes selection 2")
+    }
+
     func testPrepareReportsTheLineOfAMissingImage() throws {
         let input = root.appendingPathComponent("records.jsonl")
         try "{\"kind\": \"text\", \"text\": \"ok\"}\n{\"kind\": \"caption\", \"image\": \"nowhere.png\", \"caption\": \"x\"}\n"

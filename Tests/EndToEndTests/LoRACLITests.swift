@@ -154,6 +154,10 @@ final class EvalCLITests: XCTestCase {
         XCTAssert(cached.error.contains("key/value cache"), cached.error)
         let uncached = try CLI.run(["generate", checkpoint, "--image", image, "--prompt", "What color is the circle?", "--max-tokens", "12", "--no-cache"])
         XCTAssertEqual(uncached.output, cached.output, "the same answer with and without the cache")
+        let pair = ["generate", checkpoint, "--image", image, "--image", image, "--prompt", "Which image shows a circle?", "--max-tokens", "6"]
+        let pairCached = try CLI.run(pair)
+        XCTAssertEqual(pairCached.status, 0, pairCached.error)
+        XCTAssertEqual(try CLI.run(pair + ["--no-cache"]).output, pairCached.output, "two images, numbered after the question")
         let plot = try CLI.run(["plot", root.appendingPathComponent("run").path])
         XCTAssertEqual(plot.status, 0, plot.error)
         let svg = try String(contentsOf: root.appendingPathComponent("run/metrics.svg"), encoding: .utf8)
