@@ -135,12 +135,12 @@ public enum ShapesDataset {
         public var generator: String { "shapes \(name) \(format)" }
     }
 
-    /// The tasks, their sizes (records in train and eval) and formats. Selection's format 2 asks before its images.
+    /// The tasks, their sizes (records in train and eval) and formats.
     public static let tasks = [
         Task(name: "captions", train: 12000, eval: 400),
         Task(name: "vqa", train: 12000, eval: 400),
         Task(name: "instruct", train: 4000, eval: 200),
-        Task(name: "selection", train: 6000, eval: 300, format: 2),
+        Task(name: "selection", train: 6000, eval: 300),
         Task(name: "text", train: 6000, eval: 200),
     ]
 
@@ -243,26 +243,23 @@ public enum ShapesDataset {
             }
             return b.record
         case "selection":
-            // Two candidate images; the question names an object only the chosen one has. The question comes
-            // first, so that under causal attention the tokens between the images, which see the first image
-            // only, can hold whether it has the object; after the images, which image a token belongs to is
-            // known only from where it is.
+            // Two candidate images; the question names an object only the chosen one has.
             let other = ShapesScene(stream, index + 1_000_000)
             let chosen = draw.int(2)
             let scenes = chosen == 0 ? [scene, other] : [other, scene]
             let target = scene.objects.first { o in !other.objects.contains { $0.color == o.color && $0.shape == o.shape } }
             var b = RecordBuilder(kind: .interleaved, tokenizer: tokenizer, queries: queries)
             b.special(.bos, loss: false)
-            if let target {
-                b.ask("Which image shows a \(target.color.rawValue) \(target.shape.rawValue)?")
-            } else {
-                b.ask("How many shapes are in image \(chosen + 1)?")
-            }
             for (i, s) in scenes.enumerated() {
-                b.text("\nImage \(i + 1): ", loss: false)
+                b.text("Image \(i + 1): ", loss: false)
                 b.image(s.render(side: side))
+                b.text("\n", loss: false)
             }
-            b.answer(target == nil ? ShapesScene.numbers[scene.objects.count] : "image \(chosen + 1)")
+            if let target {
+                b.turn(user: "Which image shows a \(target.color.rawValue) \(target.shape.rawValue)?", bot: "image \(chosen + 1)")
+            } else {
+                b.turn(user: "How many shapes are in image \(chosen + 1)?", bot: ShapesScene.numbers[scene.objects.count])
+            }
             return b.record
         default:
             var b = RecordBuilder(kind: .text, tokenizer: tokenizer, queries: queries)

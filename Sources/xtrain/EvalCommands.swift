@@ -62,7 +62,7 @@ struct Eval: ParsableCommand {
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Answer a prompt about images in the conversation template, with a key/value cache.",
-        discussion: "The prompt becomes <s>[image]<|User|>: PROMPT<eou>\\n<|Bot|>: with one image, <s><|User|>: PROMPT\\nImage 1: [image]\\nImage 2: [image]<eou>\\n<|Bot|>: with several (the shapes data's layouts), without its last space, which the answer begins with; generation stops at <eob>. Example: xtrain generate Checkpoints/instruct/step-0000150.h5 --image cat.png --prompt 'What color is the circle?'"
+        discussion: "The prompt becomes <s>[image]<|User|>: PROMPT<eou>\\n<|Bot|>: with one image, <s>Image 1: [image]\\nImage 2: [image]\\n<|User|>: PROMPT<eou>\\n<|Bot|>: with several (the shapes data's layouts), without its last space, which the answer begins with; generation stops at <eob>. Example: xtrain generate Checkpoints/instruct/step-0000150.h5 --image cat.png --prompt 'What color is the circle?'"
     )
 
     @Argument(help: "A checkpoint.")
@@ -114,18 +114,18 @@ struct Generate: ParsableCommand {
 }
 
 /// The ids of the conversation template's prompt for `message` about `images`, laid out as the shapes data
-/// lays them out: one image before the turn, `<s>[image]<|User|>: MESSAGE<eou>\n<|Bot|>:`; several after the
-/// message, inside the turn and numbered, `<s><|User|>: MESSAGE\nImage 1: [image]\nImage 2: [image]<eou>\n<|Bot|>:`.
-/// The answer follows with its leading space.
+/// lays them out: one image before the turn, `<s>[image]<|User|>: MESSAGE<eou>\n<|Bot|>:`; several numbered,
+/// `<s>Image 1: [image]\nImage 2: [image]\n<|User|>: MESSAGE<eou>\n<|Bot|>:`. The answer follows with its
+/// leading space.
 func conversationPrompt(_ message: String, images: [RGBImage], tokenizer: Tokenizer, queries: Int) -> [Int32] {
     var builder = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: queries)
     builder.special(.bos, loss: false)
-    if images.count == 1 { builder.image(images[0]) }
-    builder.ask(message)
-    for (i, image) in images.enumerated() where images.count > 1 {
-        builder.text("\nImage \(i + 1): ", loss: false)
+    for (i, image) in images.enumerated() {
+        if images.count > 1 { builder.text("Image \(i + 1): ", loss: false) }
         builder.image(image)
+        if images.count > 1 { builder.text("\n", loss: false) }
     }
+    builder.ask(message)
     builder.handOver()
     return builder.record.tokens
 }

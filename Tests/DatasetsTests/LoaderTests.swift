@@ -117,10 +117,9 @@ final class LoaderTests: XCTestCase {
 
     func testLongRecordsDropImagesThatDoNotFit() throws {
         let selection = try Dataset(LoaderTests.root.appendingPathComponent("selection/train"))
-        let l = try Loader(sources: [selection], weights: [1], globalBatch: 2, sequenceLength: 60, seed: 1)
+        let l = try Loader(sources: [selection], weights: [1], globalBatch: 2, sequenceLength: 20, seed: 1)
         let batch = try l.next()
-        // The question and "\nImage 1: " take 45-50 tokens, so the first image (8 placeholders) fits in 60 and
-        // the second, 10 tokens after it, does not.
+        // "<s>Image 1: " is 10 tokens, so the first image (8 placeholders) fits and the second does not.
         XCTAssertEqual(batch.images?.shape[0], 2)
         XCTAssertEqual(batch.tokens.filter { $0 == 3 }.count, 16)
     }

@@ -20,23 +20,23 @@ final class ShapesTests: XCTestCase {
         }
     }
 
-    /// A selection record asks first and shows the two images after the question, inside the user turn,
-    /// and its answer names the one image that has the object asked for.
-    func testSelectionAsksBeforeItsImages() throws {
+    /// A selection record shows two numbered images, then asks which one shows an object; the answer names
+    /// the one image that has it.
+    func testSelectionAnswerNamesTheImageWithTheObject() throws {
         let stream = RandomStream(seed: 9, stream: 3)
         var asked = 0
         for i in 0 ..< 40 {
             let record = ShapesDataset.record("selection", index: i, stream: stream, tokenizer: .byte, queries: 1, side: 8)
             let text = ByteTokenizer().decode(record.tokens.filter { $0 != SpecialToken.image.rawValue })
-            let prefix = "<s><|User|>: Which image shows a "
+            let prefix = "<s>Image 1: \nImage 2: \n<|User|>: Which image shows a "
             guard text.hasPrefix(prefix) else {
-                XCTAssertTrue(text.hasPrefix("<s><|User|>: How many shapes are in image "), text)
+                XCTAssertTrue(text.hasPrefix("<s>Image 1: \nImage 2: \n<|User|>: How many shapes are in image "), text)
                 continue
             }
             let words = text.dropFirst(prefix.count).prefix { $0 != "?" }.split(separator: " ").map(String.init)
             let rest = text.drop { $0 != "?" }
-            XCTAssertTrue(rest.hasPrefix("?\nImage 1: \nImage 2: <eou>\n<|Bot|>: image "), text)
-            let answer = try XCTUnwrap(Int(String(rest.dropFirst("?\nImage 1: \nImage 2: <eou>\n<|Bot|>: image ".count).prefix(1))))
+            XCTAssertTrue(rest.hasPrefix("?<eou>\n<|Bot|>: image "), text)
+            let answer = try XCTUnwrap(Int(String(rest.dropFirst("?<eou>\n<|Bot|>: image ".count).prefix(1))))
             let scenes = [ShapesScene(stream, i), ShapesScene(stream, i + 1_000_000)]
             let has = scenes.map { s in s.objects.contains { $0.color.rawValue == words[0] && $0.shape.rawValue == words[1] } }
             XCTAssertEqual(has.filter { $0 }.count, 1, text)

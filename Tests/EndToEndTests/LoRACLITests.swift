@@ -157,7 +157,7 @@ final class EvalCLITests: XCTestCase {
         let pair = ["generate", checkpoint, "--image", image, "--image", image, "--prompt", "Which image shows a circle?", "--max-tokens", "6"]
         let pairCached = try CLI.run(pair)
         XCTAssertEqual(pairCached.status, 0, pairCached.error)
-        XCTAssertEqual(try CLI.run(pair + ["--no-cache"]).output, pairCached.output, "two images, numbered after the question")
+        XCTAssertEqual(try CLI.run(pair + ["--no-cache"]).output, pairCached.output, "two images, numbered before the question")
         let plot = try CLI.run(["plot", root.appendingPathComponent("run").path])
         XCTAssertEqual(plot.status, 0, plot.error)
         let svg = try String(contentsOf: root.appendingPathComponent("run/metrics.svg"), encoding: .utf8)
