@@ -4,9 +4,10 @@ import Models
 import Tensors
 
 /// Held-out loss and task metrics on evaluation datasets. The metric follows the records' kind:
-/// captions are scored by attribute (the shapes world's colour, shape, size, position and count words),
-/// conversations by exact match of the first answer (VQA), interleaved documents by exact match of the
-/// answer (image selection). Answers are generated greedily from the prompt: the record up to its first
+/// captions, and conversations whose first answer is a description ("Describe the image."), are scored by
+/// attribute (the shapes world's colour, shape, size, position and count words), other conversations by
+/// exact match of the first answer (VQA), interleaved documents by exact match of the answer (image
+/// selection). Answers are generated greedily from the prompt: the record up to its first
 /// loss target. Chance levels are those of guessing uniformly among the shapes world's answers.
 public enum Evaluation {
     public struct Score: Codable, Sendable {
@@ -36,7 +37,7 @@ public enum Evaluation {
                 scores.append(Score(dataset: name, metric: "loss only", value: .nan, chance: nil, examples: n, loss: loss, samples: [], misses: [], breakdown: [:]))
                 continue
             }
-            var total = 0.0, chance = 0.0, samples: [String] = [], misses: [String] = []
+            var total = 0.0, chance = 0.0, samples: [String] = [], misses: [String] = [], described = false
             var partRight: [String: Double] = [:], partScored: [String: Double] = [:]
             let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
             for i in 0 ..< n {
@@ -47,7 +48,8 @@ public enum Evaluation {
                 let truth = tokenizer.render(reference)
                 let answered = "generated \"\(said)\" for \"\(truth)\""
                 if samples.count < 3 { samples.append(answered) }
-                if record.kind == .caption {
+                if record.kind == .caption || !objects(truth).isEmpty {
+                    described = true
                     let score = captionAttributes(said: said, truth: truth)
                     let fraction = score.right.values.reduce(0, +) / score.scored.values.reduce(0, +)
                     if fraction < 1, misses.count < missLimit { misses.append(answered) }
@@ -65,7 +67,8 @@ public enum Evaluation {
                     partScored[kind?.kind ?? "other", default: 0] += 1
                 }
             }
-            let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy" : "VQA exact match"
+            let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy"
+                : described ? "description attribute accuracy" : "VQA exact match"
             scores.append(Score(dataset: name, metric: metric, value: total / Double(n), chance: chance / Double(n), examples: n, loss: loss, samples: samples,
                                 misses: misses, breakdown: partRight.reduce(into: [:]) { $0[$1.key] = $1.value / partScored[$1.key]! }))
         }

@@ -43,7 +43,7 @@ struct Eval: ParsableCommand {
             let chance = s.chance.map { String(format: "%.1f%%", 100 * $0) } ?? "-"
             print("\(s.dataset): \(s.metric) \(value) (chance \(chance)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
             if !s.breakdown.isEmpty {
-                print("  by " + (s.metric.hasPrefix("caption") ? "attribute" : "question") + ": "
+                print("  by " + (s.metric.hasSuffix("attribute accuracy") ? "attribute" : "question") + ": "
                       + s.breakdown.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value) }.joined(separator: ", "))
             }
             for sample in s.samples { print("  " + sample.replacingOccurrences(of: "\n", with: "\\n")) }

@@ -130,12 +130,14 @@ final class EvalCLITests: XCTestCase {
         let checkpoint = root.appendingPathComponent("run/step-0000006.h5").path
         let json = root.appendingPathComponent("scores.json").path
         let eval = try CLI.run(["eval", checkpoint, "--data", root.appendingPathComponent("data/vqa/eval").path,
-                                "--data", root.appendingPathComponent("data/captions/eval").path, "--limit", "4", "--length", "48", "--json", json, "--misses", "2"])
+                                "--data", root.appendingPathComponent("data/captions/eval").path, "--data", root.appendingPathComponent("data/instruct/eval").path,
+                                "--limit", "4", "--length", "48", "--json", json, "--misses", "2"])
         XCTAssertEqual(eval.status, 0, eval.error)
         XCTAssert(eval.output.contains("VQA exact match"), eval.output)
         XCTAssert(eval.output.contains("caption attribute accuracy"), eval.output)
+        XCTAssert(eval.output.contains("instruct/eval: description attribute accuracy"), eval.output)
         let scores = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [[String: Any]]
-        XCTAssertEqual(scores.count, 2)
+        XCTAssertEqual(scores.count, 3)
         XCTAssertEqual(scores[0]["chance"] as? Double ?? 0, 0.2, accuracy: 0.2)
         for score in scores {   // the first wrong answers, at most 2; a question's comes first
             let misses = score["misses"] as? [String] ?? [], value = score["value"] as? Double ?? 0
