@@ -36,8 +36,8 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     public var records: Int
     public var kinds: [String: Int]
     public var shards: [Shard]
-    /// What generated the records, when a generator did (`shapes selection 2`: the shapes world's selection
-    /// task, format 2); `data synth --if-missing` makes a task again when its generator changed.
+    /// What generated the records, when a generator did (`shapes selection 1`: the shapes world's selection
+    /// task, format 1); `data synth --if-missing` makes a task again when its generator changed.
     public var generator: String?
 }
 

@@ -124,31 +124,21 @@ public struct RecordBuilder {
         record.loss += [Bool](repeating: false, count: queries)
     }
 
-    /// Opens a user turn, `<|User|>: {instruction}`, no loss; images and text may follow before `answer`.
-    public mutating func ask(_ user: String) {
+    /// The template up to the answer: `<|User|>: {instruction}<eou>\n<|Bot|>:`, no loss.
+    public mutating func prompt(user: String) {
         special(.user, loss: false)
         text(": " + user, loss: false)
-    }
-
-    /// Closes the user turn and hands over to the bot: `<eou>\n<|Bot|>:`, no loss.
-    public mutating func handOver() {
         special(.endOfUser, loss: false)
         text("\n", loss: false)
         special(.bot, loss: false)
         text(":", loss: false)
     }
 
-    /// One turn of the conversation template `<|User|>: {instruction}<eou>\n<|Bot|>: {answer}<eob>\n`.
+    /// One turn of the conversation template `<|User|>: {instruction}<eou>\n<|Bot|>: {answer}<eob>\n`; the
+    /// loss covers the answer and its `<eob>`. The answer is the tail of ": {answer}" encoded whole, after the
+    /// colon's own tokens (": blue" -> ":", " blue"), so that its words are the tokens they are in running text.
     public mutating func turn(user: String, bot: String) {
-        ask(user)
-        answer(bot)
-    }
-
-    /// Closes the turn `ask` opened with `<eou>\n<|Bot|>: {answer}<eob>\n`; the loss covers the answer and
-    /// its `<eob>`. The answer is the tail of ": {answer}" encoded whole, after the colon's own tokens
-    /// (": blue" -> ":", " blue"), so that its words are the tokens they are in running text.
-    public mutating func answer(_ bot: String) {
-        handOver()
+        prompt(user: user)
         let colon = tokenizer.encode(":"), joint = tokenizer.encode(": " + bot)
         let answer = joint.starts(with: colon) ? Array(joint.dropFirst(colon.count)) : tokenizer.encode(" " + bot)
         record.tokens += answer

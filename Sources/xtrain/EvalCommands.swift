@@ -125,8 +125,7 @@ func conversationPrompt(_ message: String, images: [RGBImage], tokenizer: Tokeni
         builder.image(image)
         if images.count > 1 { builder.text("\n", loss: false) }
     }
-    builder.ask(message)
-    builder.handOver()
+    builder.prompt(user: message)
     return builder.record.tokens
 }
 
