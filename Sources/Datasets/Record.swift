@@ -124,6 +124,15 @@ public struct RecordBuilder {
         record.loss += [Bool](repeating: false, count: queries)
     }
 
+    /// Several images, numbered as the selection data numbers them: `Image 1: [image]\nImage 2: [image]\n`, no loss.
+    public mutating func numberedImages(_ images: [RGBImage]) {
+        for (i, image) in images.enumerated() {
+            text("Image \(i + 1): ", loss: false)
+            self.image(image)
+            text("\n", loss: false)
+        }
+    }
+
     /// The template up to the answer: `<|User|>: {instruction}<eou>\n<|Bot|>:`, no loss.
     public mutating func prompt(user: String) {
         special(.user, loss: false)

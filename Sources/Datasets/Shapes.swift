@@ -250,11 +250,7 @@ public enum ShapesDataset {
             let target = scene.objects.first { o in !other.objects.contains { $0.color == o.color && $0.shape == o.shape } }
             var b = RecordBuilder(kind: .interleaved, tokenizer: tokenizer, queries: queries)
             b.special(.bos, loss: false)
-            for (i, s) in scenes.enumerated() {
-                b.text("Image \(i + 1): ", loss: false)
-                b.image(s.render(side: side))
-                b.text("\n", loss: false)
-            }
+            b.numberedImages(scenes.map { $0.render(side: side) })
             if let target {
                 b.turn(user: "Which image shows a \(target.color.rawValue) \(target.shape.rawValue)?", bot: "image \(chosen + 1)")
             } else {

@@ -120,11 +120,7 @@ struct Generate: ParsableCommand {
 func conversationPrompt(_ message: String, images: [RGBImage], tokenizer: Tokenizer, queries: Int) -> [Int32] {
     var builder = RecordBuilder(kind: .conversation, tokenizer: tokenizer, queries: queries)
     builder.special(.bos, loss: false)
-    for (i, image) in images.enumerated() {
-        if images.count > 1 { builder.text("Image \(i + 1): ", loss: false) }
-        builder.image(image)
-        if images.count > 1 { builder.text("\n", loss: false) }
-    }
+    if images.count == 1 { builder.image(images[0]) } else { builder.numberedImages(images) }
     builder.prompt(user: message)
     return builder.record.tokens
 }
