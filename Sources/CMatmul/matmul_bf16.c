@@ -1,10 +1,12 @@
-// bf16 x bf16 -> fp32 matrix products on Intel AMX, with an OpenBLAS fallback.
+// bf16 x bf16 -> fp32 matrix products on Intel AMX or with AVX512-BF16, with an OpenBLAS fallback.
 //
-// AMX path: op(A) is packed into 16-row x 32-column bf16 tiles, op(B) into 32 x 16 tiles in the VNNI
-// layout (row r holds the pairs (op(B)[2r][j], op(B)[2r+1][j]) for j = 0..15), both zero-padded to
-// multiples of 32 rows and columns and of 32 in k. Each 32 x 32 block of C is four accumulator tiles
-// that stay in the tile registers over the whole k loop (two A tiles, two B tiles, four TDPBF16PS per
-// 32 k), then C = alpha * block + beta * C.
+// Both fast paths share one packing: op(A) is packed into 16-row x 32-column bf16 tiles, op(B) into
+// 32 x 16 tiles in the VNNI layout (row r holds the pairs (op(B)[2r][j], op(B)[2r+1][j]) for j = 0..15),
+// both zero-padded to multiples of 32 rows and columns and of 32 in k. C is computed in 32 x 32 blocks.
+// AMX: a block is four accumulator tiles that stay in the tile registers over the whole k loop (two A
+// tiles, two B tiles, four TDPBF16PS per 32 k). AVX512-BF16: a block is four groups of 8 rows, each row's
+// 32 columns two zmm accumulators; per k pair, two B rows are loaded and each A pair broadcast into two
+// VDPBF16PS. Then C = alpha * block + beta * C.
 
 #include "matmul_bf16.h"
 
@@ -61,23 +63,30 @@ static void *reserve(Buffer *buffer, size_t bytes) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// CPU support: AMX-TILE, AMX-BF16 and AVX512-BF16 in CPUID, and Linux's permission to use tile data.
+// CPU support: AVX512-BF16 in CPUID with the OS saving zmm state; for AMX also AMX-TILE and AMX-BF16, and
+// Linux's permission to use tile data.
 
-static int amx_usable;
-static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static int best_kernel = XT_BF16_PORTABLE;
+static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 
-static void amx_detect(void) {
+static void detect(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
     int avx512 = (b >> 16) & (b >> 30) & 1;              // AVX512F, AVX512BW
     int amx = (d >> 22) & (d >> 24) & 1;                 // AMX-BF16, AMX-TILE
-    if (!avx512 || !amx || !__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1)) return;  // AVX512-BF16
-    amx_usable = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    unsigned a1, b1, c1, d1;
+    if (!avx512 || !__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1) || !((a1 >> 5) & 1)) return;  // AVX512-BF16
+    if (!__get_cpuid(1, &a1, &b1, &c1, &d1) || !((c1 >> 27) & 1)) return;                      // OSXSAVE
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 0xe6) != 0xe6) return;                // the OS saves xmm, ymm, opmask and zmm state
+    best_kernel = XT_BF16_AVX512;
+    if (amx && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0) best_kernel = XT_BF16_AMX;
 }
 
-int xt_bf16_amx_available(void) {
-    pthread_once(&amx_once, amx_detect);
-    return amx_usable;
+int xt_bf16_best_kernel(void) {
+    pthread_once(&detect_once, detect);
+    return best_kernel;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -216,6 +225,9 @@ AMX_TARGET static void configure_tiles(void) {
     _tile_loadconfig(&config);
 }
 
+/// Back to the initial tile state, which a context switch need not save.
+AMX_TARGET static void release_tiles(void) { _tile_release(); }
+
 /// c[0..<rows, 0..<cols] = alpha * block + beta * c, block a 32 x 32 float array.
 AMX_TARGET static inline void write_block(const float *block, int rows, int cols, float alpha, float beta, float *c, int ldc) {
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
@@ -243,9 +255,102 @@ AMX_TARGET static inline void copy_block(const float *block, int rows, int cols,
     for (int r = 0; r < rows; r++) memcpy(c + (size_t)r * ldc, block + r * 32, cols * sizeof(float));
 }
 
+/// One 32 x 32 block of C on the tile unit. With `direct`, the accumulators start from `sblock` (or zero)
+/// and are stored straight to C; otherwise they start from zero and C = alpha * block + beta * C.
+AMX_TARGET static void amx_block(const uint16_t *a0, const uint16_t *a1, const uint16_t *b0, const uint16_t *b1, int kblocks,
+                                 int rows, int cols, int direct, const float *sblock, int start_ld,
+                                 float alpha, float beta, float *cblock, int ldc, float *block) {
+    int full = rows == 32 && cols == 32;
+    if (direct && sblock && full) {
+        _tile_loadd(0, sblock, start_ld * 4);
+        _tile_loadd(1, sblock + 16, start_ld * 4);
+        _tile_loadd(2, sblock + 16 * (size_t)start_ld, start_ld * 4);
+        _tile_loadd(3, sblock + 16 * (size_t)start_ld + 16, start_ld * 4);
+    } else if (direct && sblock) {
+        read_block(block, rows, cols, sblock, start_ld);
+        _tile_loadd(0, block, 128);
+        _tile_loadd(1, block + 16, 128);
+        _tile_loadd(2, block + 16 * 32, 128);
+        _tile_loadd(3, block + 16 * 32 + 16, 128);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int kb = 0; kb < kblocks; kb++) {
+        _tile_loadd(4, a0 + (size_t)kb * TILE_BF16, 64);
+        _tile_loadd(5, a1 + (size_t)kb * TILE_BF16, 64);
+        _tile_loadd(6, b0 + (size_t)kb * TILE_BF16, 64);
+        _tile_loadd(7, b1 + (size_t)kb * TILE_BF16, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    if (direct && full) {
+        _tile_stored(0, cblock, ldc * 4);
+        _tile_stored(1, cblock + 16, ldc * 4);
+        _tile_stored(2, cblock + 16 * (size_t)ldc, ldc * 4);
+        _tile_stored(3, cblock + 16 * (size_t)ldc + 16, ldc * 4);
+        return;
+    }
+    _tile_stored(0, block, 128);
+    _tile_stored(1, block + 16, 128);
+    _tile_stored(2, block + 16 * 32, 128);
+    _tile_stored(3, block + 16 * 32 + 16, 128);
+    if (direct)
+        copy_block(block, rows, cols, cblock, ldc);
+    else
+        write_block(block, rows, cols, alpha, beta, cblock, ldc);
+}
+
+/// The same block with AVX512-BF16, through `block`: four groups of 8 rows, each row's 32 columns in two
+/// accumulators over the whole k loop.
+PACK_TARGET static void avx512_block(const uint16_t *a0, const uint16_t *a1, const uint16_t *b0, const uint16_t *b1, int kblocks,
+                                     int rows, int cols, int direct, const float *sblock, int start_ld,
+                                     float alpha, float beta, float *cblock, int ldc, float *block) {
+    if (direct && sblock)
+        read_block(block, rows, cols, sblock, start_ld);
+    else
+        memset(block, 0, 32 * 32 * sizeof(float));
+    for (int g = 0; g < 4; g++) {
+        if (8 * g >= rows) break;
+        const uint16_t *a = (g < 2 ? a0 : a1) + (g % 2) * 8 * 32;   // 8 rows of 32 bf16 in each k block
+        float *out = block + 8 * g * 32;
+        __m512 acc[8][2];
+        for (int r = 0; r < 8; r++) {
+            acc[r][0] = _mm512_load_ps(out + r * 32);
+            acc[r][1] = _mm512_load_ps(out + r * 32 + 16);
+        }
+        for (int kb = 0; kb < kblocks; kb++) {
+            const uint16_t *ak = a + (size_t)kb * TILE_BF16, *bk0 = b0 + (size_t)kb * TILE_BF16, *bk1 = b1 + (size_t)kb * TILE_BF16;
+            for (int t = 0; t < 16; t++) {   // k pair t: B row t, the A pairs at column 2t
+                __m512bh v0 = (__m512bh)_mm512_load_si512(bk0 + 32 * t), v1 = (__m512bh)_mm512_load_si512(bk1 + 32 * t);
+                for (int r = 0; r < 8; r++) {
+                    int32_t pair;
+                    memcpy(&pair, ak + r * 32 + 2 * t, sizeof pair);
+                    __m512bh x = (__m512bh)_mm512_set1_epi32(pair);
+                    acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, v0);
+                    acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, v1);
+                }
+            }
+        }
+        for (int r = 0; r < 8; r++) {
+            _mm512_store_ps(out + r * 32, acc[r][0]);
+            _mm512_store_ps(out + r * 32 + 16, acc[r][1]);
+        }
+    }
+    if (direct)
+        copy_block(block, rows, cols, cblock, ldc);
+    else
+        write_block(block, rows, cols, alpha, beta, cblock, ldc);
+}
+
+/// C = alpha * op(A) op(B) + beta * C on packed operands, block by block with `kernel` (AMX or AVX512).
 /// With a bias (alpha 1, beta 0), C = op(A) op(B) + bias in each row: the accumulators start from it.
-AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                                const float *b, int ldb, float beta, const float *bias, float *c, int ldc) {
+static void packed_gemm(int kernel, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, const float *bias, float *c, int ldc) {
     int strips = (m + 31) / 32 * 2, panels = (n + 31) / 32 * 2, kblocks = (k + 31) / 32;
     // B panels in groups of at most 1 MiB, so that a group stays in L2 while the strips of A pass over it.
     // With one group, each pair of A strips is packed just before its use; with more, A is packed once.
@@ -257,12 +362,12 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
     uint16_t *pb = reserve(&scratch->b, (size_t)panels * kblocks * TILE_BF16 * sizeof(uint16_t));
     pack_b(trans_b, k, n, b, ldb, pb, panels, kblocks);
     if (pack_a_once) pack_a(trans_a, m, k, a, lda, pa, 0, strips, kblocks);
-    configure_tiles();
+    if (kernel == XT_BF16_AMX) configure_tiles();
 
     float block[32 * 32] __attribute__((aligned(64)));
     // With alpha = 1 and beta = 0 or 1 the accumulators start from zero, from C or from the bias, and go
-    // straight back to C (through `block` only at the edges, so every element sees the same arithmetic);
-    // otherwise they start from zero and C = alpha * block + beta * C.
+    // straight back to C (through `block` only at the edges on AMX, so every element sees the same
+    // arithmetic); otherwise they start from zero and C = alpha * block + beta * C.
     int direct = alpha == 1 && (beta == 0 || beta == 1);
     // The rows the accumulators start from, and their stride (0: the bias, the same row for all).
     const float *start = bias ? bias : beta != 0 ? c : NULL;
@@ -278,54 +383,12 @@ AMX_TARGET static void amx_gemm(int trans_a, int trans_b, int m, int n, int k, f
                 int rows = m - i0 < 32 ? m - i0 : 32, cols = n - j0 < 32 ? n - j0 : 32;
                 float *cblock = c + (size_t)i0 * ldc + j0;
                 const float *sblock = start ? start + (size_t)i0 * start_ld + j0 : NULL;
-                int full = rows == 32 && cols == 32;
-                if (direct && sblock && full) {
-                    _tile_loadd(0, sblock, start_ld * 4);
-                    _tile_loadd(1, sblock + 16, start_ld * 4);
-                    _tile_loadd(2, sblock + 16 * (size_t)start_ld, start_ld * 4);
-                    _tile_loadd(3, sblock + 16 * (size_t)start_ld + 16, start_ld * 4);
-                } else if (direct && sblock) {
-                    read_block(block, rows, cols, sblock, start_ld);
-                    _tile_loadd(0, block, 128);
-                    _tile_loadd(1, block + 16, 128);
-                    _tile_loadd(2, block + 16 * 32, 128);
-                    _tile_loadd(3, block + 16 * 32 + 16, 128);
-                } else {
-                    _tile_zero(0);
-                    _tile_zero(1);
-                    _tile_zero(2);
-                    _tile_zero(3);
-                }
-                for (int kb = 0; kb < kblocks; kb++) {
-                    _tile_loadd(4, a0 + (size_t)kb * TILE_BF16, 64);
-                    _tile_loadd(5, a1 + (size_t)kb * TILE_BF16, 64);
-                    _tile_loadd(6, b0 + (size_t)kb * TILE_BF16, 64);
-                    _tile_loadd(7, b1 + (size_t)kb * TILE_BF16, 64);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_dpbf16ps(1, 4, 7);
-                    _tile_dpbf16ps(2, 5, 6);
-                    _tile_dpbf16ps(3, 5, 7);
-                }
-                if (direct && full) {
-                    _tile_stored(0, cblock, ldc * 4);
-                    _tile_stored(1, cblock + 16, ldc * 4);
-                    _tile_stored(2, cblock + 16 * (size_t)ldc, ldc * 4);
-                    _tile_stored(3, cblock + 16 * (size_t)ldc + 16, ldc * 4);
-                    continue;
-                }
-                _tile_stored(0, block, 128);
-                _tile_stored(1, block + 16, 128);
-                _tile_stored(2, block + 16 * 32, 128);
-                _tile_stored(3, block + 16 * 32 + 16, 128);
-                if (direct)
-                    copy_block(block, rows, cols, cblock, ldc);
-                else
-                    write_block(block, rows, cols, alpha, beta, cblock, ldc);
+                (kernel == XT_BF16_AMX ? amx_block : avx512_block)(a0, a1, b0, b1, kblocks, rows, cols, direct, sblock, start_ld,
+                                                                  alpha, beta, cblock, ldc, block);
             }
         }
     }
-    // Back to the initial tile state, which a context switch need not save.
-    _tile_release();
+    if (kernel == XT_BF16_AMX) release_tiles();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -357,27 +420,35 @@ static void portable_gemm(int trans_a, int trans_b, int m, int n, int k, float a
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, ra, k, rb, n, beta, c, ldc);
 }
 
+/// The kernel asked for, or the best one this CPU has if that is slower.
+static int chosen(int kernel) {
+    int best = xt_bf16_best_kernel();
+    return kernel < best ? kernel : best;
+}
+
 void xt_gemm_bf16(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                  const float *b, int ldb, float beta, float *c, int ldc, int force_portable) {
+                  const float *b, int ldb, float beta, float *c, int ldc, int kernel) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {   // an empty sum: C = beta * C
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * c[(size_t)i * ldc + j];
         return;
     }
-    if (!force_portable && xt_bf16_amx_available())
-        amx_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, NULL, c, ldc);
+    kernel = chosen(kernel);
+    if (kernel != XT_BF16_PORTABLE)
+        packed_gemm(kernel, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, NULL, c, ldc);
     else
         portable_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void xt_gemm_bf16_bias(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
-                       const float *bias, float *c, int ldc, int force_portable) {
+                       const float *bias, float *c, int ldc, int kernel) {
     if (m <= 0 || n <= 0) return;
-    if (k > 0 && !force_portable && xt_bf16_amx_available()) {
-        amx_gemm(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, 0, bias, c, ldc);
+    kernel = chosen(kernel);
+    if (k > 0 && kernel != XT_BF16_PORTABLE) {
+        packed_gemm(kernel, trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, 0, bias, c, ldc);
         return;
     }
     for (int i = 0; i < m; i++) memcpy(c + (size_t)i * ldc, bias, n * sizeof(float));
-    xt_gemm_bf16(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, 1, c, ldc, force_portable);
+    xt_gemm_bf16(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, 1, c, ldc, kernel);
 }

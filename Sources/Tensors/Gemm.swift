@@ -2,7 +2,7 @@ import CBLAS
 import CMatmul
 
 /// The arithmetic of every matrix product: float32 throughout, or bfloat16 operands with float32
-/// accumulation (mixed precision; Intel AMX tiles where the CPU has them, see `Matmul.usesAMX`).
+/// accumulation (mixed precision, on the fastest kernel the CPU has, see `Matmul.bf16Kernel`).
 public enum MatmulPrecision: String, Sendable, CaseIterable {
     case fp32, bf16
 }
@@ -11,8 +11,9 @@ public enum Matmul {
     /// The precision `gemm` uses; set it before training, not while kernels run.
     nonisolated(unsafe) public static var precision = MatmulPrecision.fp32
 
-    /// Whether bf16 products run on AMX tiles (else on OpenBLAS with rounded operands, slower than fp32).
-    public static var usesAMX: Bool { xt_bf16_amx_available() != 0 }
+    /// Where bf16 products run: AMX tiles, AVX512-BF16 dot products, or OpenBLAS on rounded copies of
+    /// the operands (slower than fp32).
+    public static var bf16Kernel: String { ["OpenBLAS (no AVX512-BF16)", "AVX512-BF16", "AMX"][Int(xt_bf16_best_kernel())] }
 }
 
 /// `C = alpha * op(A) * op(B) + beta * C` in row-major layout, one call on the calling thread: OpenBLAS's
@@ -27,7 +28,7 @@ public func gemm(
     guard m > 0, n > 0 else { return }
     if Matmul.precision == .bf16 {
         xt_gemm_bf16(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
-                     beta, c, Int32(ldc), 0)
+                     beta, c, Int32(ldc), Int32(XT_BF16_AMX))
         return
     }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
@@ -35,7 +36,7 @@ public func gemm(
 }
 
 /// `C = op(A) * op(B) + bias`, the bias (n) added to every row of C; C is not read. One call on the
-/// calling thread. With bf16 on AMX the bias is where the accumulators start, so it is never copied.
+/// calling thread. With bf16 on AMX or AVX512-BF16 the bias is where the accumulators start.
 @inlinable
 public func gemmAddingBias(
     transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -43,7 +44,7 @@ public func gemmAddingBias(
 ) {
     guard m > 0, n > 0 else { return }
     if Matmul.precision == .bf16 {
-        xt_gemm_bf16_bias(0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), bias, c, Int32(ldc), 0)
+        xt_gemm_bf16_bias(0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), bias, c, Int32(ldc), Int32(XT_BF16_AMX))
         return
     }
     for r in 0 ..< m { (c + r * ldc).update(from: bias, count: n) }

@@ -29,7 +29,7 @@ struct BenchKernels: ParsableCommand {
         let l = try parseShape(linear, count: 3, option: "--linear")
         let a = try parseShape(attention, count: 4, option: "--attention")
         Matmul.precision = precision
-        print("threads: \(Parallel.threads)  OpenBLAS: \(String(cString: openblas_get_config()))  products: \(precision.rawValue)\(precision == .bf16 ? (Matmul.usesAMX ? " on AMX" : " on OpenBLAS (no AMX)") : "")")
+        print("threads: \(Parallel.threads)  OpenBLAS: \(String(cString: openblas_get_config()))  products: \(precision.rawValue)\(precision == .bf16 ? " on \(Matmul.bf16Kernel)" : "")")
         benchLinear(n: l[0], inFeatures: l[1], outFeatures: l[2])
         benchAttention(batch: a[0], heads: a[1], length: a[2], headDim: a[3], causal: false)
         benchAttention(batch: a[0], heads: a[1], length: a[2], headDim: a[3], causal: true)

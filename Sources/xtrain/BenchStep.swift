@@ -50,7 +50,7 @@ struct BenchStep: ParsableCommand {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let sequences = Double(r.data.batchSize)
-        let products = Matmul.precision == .fp32 ? "fp32 products" : "bf16 products on \(Matmul.usesAMX ? "AMX" : "OpenBLAS (no AMX)")"
+        let products = Matmul.precision == .fp32 ? "fp32 products" : "bf16 products on \(Matmul.bf16Kernel)"
         print("recipe \(recipe): \(model.trainable.map(\.rawValue).sorted().joined(separator: ", ")) trained; \(r.gradientAccumulation) x \(b) sequences of \(t) tokens, one image each; \(Parallel.threads) threads; \(products)")
         print(String(format: "step %.1f ms (median of %d) | %.0f tokens/s | %.1f samples/s | peak RSS %.0f MiB | %.2f GFLOP/step = %.1f GFLOP/s | sgemm peak %.1f GFLOP/s | MFU %.1f%%",
                      step * 1e3, steps, sequences * Double(t) / step, sequences / step, Double(usage.ru_maxrss) / 1024,
