@@ -7,7 +7,8 @@ import Tensors
 /// captions, and conversations whose first answer is a description ("Describe the image."), are scored by
 /// attribute (the shapes world's colour, shape, size, position and count words), other conversations by
 /// exact match of the first answer (VQA), interleaved documents by exact match of the answer (image
-/// selection). Answers are generated greedily from the prompt: the record up to its first
+/// selection), where an answer that reasons first ("Image 1: ... So image 2.") counts by what follows
+/// its last "So ". Answers are generated greedily from the prompt: the record up to its first
 /// loss target. Chance levels are those of guessing uniformly among the shapes world's answers.
 public enum Evaluation {
     public struct Score: Codable, Sendable {
@@ -58,7 +59,7 @@ public enum Evaluation {
                     partRight.merge(score.right, uniquingKeysWith: +)
                     partScored.merge(score.scored, uniquingKeysWith: +)
                 } else {
-                    let right = said.trimmingCharacters(in: .whitespaces) == truth.trimmingCharacters(in: .whitespaces) ? 1.0 : 0
+                    let right = conclusion(said) == conclusion(truth) ? 1.0 : 0
                     let question = asked(tokenizer.render(prompt)), kind = questionKind(question)
                     if right == 0, misses.count < missLimit { misses.append("\"\(question)\": " + answered) }
                     total += right
@@ -128,6 +129,12 @@ public enum Evaluation {
         }
         let chance = (1.0 / 3 + Double(expected.count) * (1.0 / 2 + 1.0 / 4 + 1.0 / 3 + 1.0 / 4)) / (1 + 4 * Double(expected.count))
         return (right, scored, chance)
+    }
+
+    /// What an answer concludes: the text after its last "So " if it reasons first, else all of it, trimmed.
+    static func conclusion(_ answer: String) -> String {
+        let tail = answer.components(separatedBy: "So ").last!
+        return tail.trimmingCharacters(in: .whitespaces)
     }
 
     /// The last user turn of a rendered prompt, without its end token ("" when there is none).

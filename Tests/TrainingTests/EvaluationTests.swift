@@ -24,6 +24,12 @@ final class EvaluationTests: XCTestCase {
         XCTAssertNil(Evaluation.questionKind("Describe the image."))
     }
 
+    func testAnAnswerThatReasonsCountsByItsConclusion() {
+        XCTAssertEqual(Evaluation.conclusion("Image 1: a red circle. Image 2: a blue square. So image 2."), "image 2.")
+        XCTAssertEqual(Evaluation.conclusion(" yes "), "yes")
+        XCTAssertNotEqual(Evaluation.conclusion("Image 1: a red circle. So image 1."), Evaluation.conclusion("image 1"))
+    }
+
     func testTheQuestionIsTheLastUserTurn() {
         XCTAssertEqual(Evaluation.asked("<s><image><|User|>: What color is the circle at the top left?<eou>\n<|Bot|>: "),
                        "What color is the circle at the top left?")
