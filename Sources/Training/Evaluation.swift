@@ -66,6 +66,12 @@ public enum Evaluation {
                     chance += kind?.chance ?? 0
                     partRight[kind?.kind ?? "other", default: 0] += right
                     partScored[kind?.kind ?? "other", default: 0] += 1
+                    if let reasoning = selectionReasoning(said: said, truth: truth, asked: question) {
+                        partRight["Which image: images listed right", default: 0] += reasoning.listed
+                        partScored["Which image: images listed right", default: 0] += 1
+                        partRight["Which image: concluded from its lists", default: 0] += reasoning.follows
+                        partScored["Which image: concluded from its lists", default: 0] += 1
+                    }
                 }
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy"
@@ -135,6 +141,28 @@ public enum Evaluation {
     static func conclusion(_ answer: String) -> String {
         let tail = answer.components(separatedBy: "So ").last!
         return tail.trimmingCharacters(in: .whitespaces)
+    }
+
+    static let listPattern = try! NSRegularExpression(pattern: "Image ([0-9]+): ([^.]*)\\.")
+
+    /// The objects an answer lists for each image ("Image 1: a red circle and a blue square. ..."), by image.
+    static func lists(_ answer: String) -> [String: String] {
+        listPattern.matches(in: answer, range: NSRange(answer.startIndex..., in: answer)).reduce(into: [:]) { lists, m in
+            lists[String(answer[Range(m.range(at: 1), in: answer)!])] = String(answer[Range(m.range(at: 2), in: answer)!])
+        }
+    }
+
+    /// For a selection answer that lists each image's objects first: the fraction of the images whose list
+    /// is right, and whether the conclusion names the one image whose list (as generated) has the object
+    /// asked for, so that a wrong answer tells whether seeing or concluding failed. Nil for other answers.
+    static func selectionReasoning(said: String, truth: String, asked: String) -> (listed: Double, follows: Double)? {
+        let expected = lists(truth), got = lists(said)
+        guard asked.hasPrefix("Which image shows "), !expected.isEmpty else { return nil }
+        let object = asked.dropFirst("Which image shows ".count).trimmingCharacters(in: CharacterSet(charactersIn: "?"))
+        let listed = Double(expected.filter { got[$0.key] == $0.value }.count) / Double(expected.count)
+        let having = got.filter { $0.value.components(separatedBy: " and ").contains(object) }.map(\.key)
+        let follows = having.count == 1 && conclusion(said) == "image \(having[0])." ? 1.0 : 0
+        return (listed, follows)
     }
 
     /// The last user turn of a rendered prompt, without its end token ("" when there is none).
