@@ -81,11 +81,6 @@ public struct ShapesScene: Equatable, Sendable {
 
     static let numbers = ["zero", "one", "two", "three"]
 
-    /// "a red circle and a blue square": each object's colour and shape, in quadrant order.
-    public var inventory: String {
-        objects.map { "a \($0.color.rawValue) \($0.shape.rawValue)" }.joined(separator: " and ")
-    }
-
     /// "a large red circle at the top left and a small blue square at the bottom right."
     public var caption: String {
         objects.map { "a \($0.size.rawValue) \($0.color.rawValue) \($0.shape.rawValue) at the \(ShapesScene.positions[$0.position])" }
@@ -145,7 +140,7 @@ public enum ShapesDataset {
         Task(name: "captions", train: 12000, eval: 400),
         Task(name: "vqa", train: 12000, eval: 400),
         Task(name: "instruct", train: 4000, eval: 200),
-        Task(name: "selection", train: 6000, eval: 300, format: 2),
+        Task(name: "selection", train: 6000, eval: 300),
         Task(name: "text", train: 6000, eval: 200),
     ]
 
@@ -248,9 +243,7 @@ public enum ShapesDataset {
             }
             return b.record
         case "selection":
-            // Two candidate images; the question names an object only the chosen one has. The answer first
-            // says what each image shows, then names the image ("Image 1: a red circle. Image 2: a blue
-            // square. So image 2."): which image has the object is then read off the text it has written.
+            // Two candidate images; the question names an object only the chosen one has.
             let other = ShapesScene(stream, index + 1_000_000)
             let chosen = draw.int(2)
             let scenes = chosen == 0 ? [scene, other] : [other, scene]
@@ -259,8 +252,7 @@ public enum ShapesDataset {
             b.special(.bos, loss: false)
             b.numberedImages(scenes.map { $0.render(side: side) })
             if let target {
-                let seen = scenes.enumerated().map { "Image \($0.offset + 1): \($0.element.inventory)." }.joined(separator: " ")
-                b.turn(user: "Which image shows a \(target.color.rawValue) \(target.shape.rawValue)?", bot: "\(seen) So image \(chosen + 1).")
+                b.turn(user: "Which image shows a \(target.color.rawValue) \(target.shape.rawValue)?", bot: "image \(chosen + 1)")
             } else {
                 b.turn(user: "How many shapes are in image \(chosen + 1)?", bot: ShapesScene.numbers[scene.objects.count])
             }

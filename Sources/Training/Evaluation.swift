@@ -7,8 +7,7 @@ import Tensors
 /// captions, and conversations whose first answer is a description ("Describe the image."), are scored by
 /// attribute (the shapes world's colour, shape, size, position and count words), other conversations by
 /// exact match of the first answer (VQA), interleaved documents by exact match of the answer (image
-/// selection), where an answer that reasons first ("Image 1: ... So image 2.") counts by what follows
-/// its last "So ". Answers are generated greedily from the prompt: the record up to its first
+/// selection). Answers are generated greedily from the prompt: the record up to its first
 /// loss target. Chance levels are those of guessing uniformly among the shapes world's answers.
 public enum Evaluation {
     public struct Score: Codable, Sendable {
@@ -59,19 +58,13 @@ public enum Evaluation {
                     partRight.merge(score.right, uniquingKeysWith: +)
                     partScored.merge(score.scored, uniquingKeysWith: +)
                 } else {
-                    let right = conclusion(said) == conclusion(truth) ? 1.0 : 0
+                    let right = said.trimmingCharacters(in: .whitespaces) == truth.trimmingCharacters(in: .whitespaces) ? 1.0 : 0
                     let question = asked(tokenizer.render(prompt)), kind = questionKind(question)
                     if right == 0, misses.count < missLimit { misses.append("\"\(question)\": " + answered) }
                     total += right
                     chance += kind?.chance ?? 0
                     partRight[kind?.kind ?? "other", default: 0] += right
                     partScored[kind?.kind ?? "other", default: 0] += 1
-                    if let reasoning = selectionReasoning(said: said, truth: truth, asked: question) {
-                        partRight["Which image: images listed right", default: 0] += reasoning.listed
-                        partScored["Which image: images listed right", default: 0] += 1
-                        partRight["Which image: concluded from its lists", default: 0] += reasoning.follows
-                        partScored["Which image: concluded from its lists", default: 0] += 1
-                    }
                 }
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy"
@@ -135,34 +128,6 @@ public enum Evaluation {
         }
         let chance = (1.0 / 3 + Double(expected.count) * (1.0 / 2 + 1.0 / 4 + 1.0 / 3 + 1.0 / 4)) / (1 + 4 * Double(expected.count))
         return (right, scored, chance)
-    }
-
-    /// What an answer concludes: the text after its last "So " if it reasons first, else all of it, trimmed.
-    static func conclusion(_ answer: String) -> String {
-        let tail = answer.components(separatedBy: "So ").last!
-        return tail.trimmingCharacters(in: .whitespaces)
-    }
-
-    static let listPattern = try! NSRegularExpression(pattern: "Image ([0-9]+): ([^.]*)\\.")
-
-    /// The objects an answer lists for each image ("Image 1: a red circle and a blue square. ..."), by image.
-    static func lists(_ answer: String) -> [String: String] {
-        listPattern.matches(in: answer, range: NSRange(answer.startIndex..., in: answer)).reduce(into: [:]) { lists, m in
-            lists[String(answer[Range(m.range(at: 1), in: answer)!])] = String(answer[Range(m.range(at: 2), in: answer)!])
-        }
-    }
-
-    /// For a selection answer that lists each image's objects first: the fraction of the images whose list
-    /// is right, and whether the conclusion names the one image whose list (as generated) has the object
-    /// asked for, so that a wrong answer tells whether seeing or concluding failed. Nil for other answers.
-    static func selectionReasoning(said: String, truth: String, asked: String) -> (listed: Double, follows: Double)? {
-        let expected = lists(truth), got = lists(said)
-        guard asked.hasPrefix("Which image shows "), !expected.isEmpty else { return nil }
-        let object = asked.dropFirst("Which image shows ".count).trimmingCharacters(in: CharacterSet(charactersIn: "?"))
-        let listed = Double(expected.filter { got[$0.key] == $0.value }.count) / Double(expected.count)
-        let having = got.filter { $0.value.components(separatedBy: " and ").contains(object) }.map(\.key)
-        let follows = having.count == 1 && conclusion(said) == "image \(having[0])." ? 1.0 : 0
-        return (listed, follows)
     }
 
     /// The last user turn of a rendered prompt, without its end token ("" when there is none).

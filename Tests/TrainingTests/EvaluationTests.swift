@@ -24,24 +24,6 @@ final class EvaluationTests: XCTestCase {
         XCTAssertNil(Evaluation.questionKind("Describe the image."))
     }
 
-    func testAnAnswerThatReasonsCountsByItsConclusion() {
-        XCTAssertEqual(Evaluation.conclusion("Image 1: a red circle. Image 2: a blue square. So image 2."), "image 2.")
-        XCTAssertEqual(Evaluation.conclusion(" yes "), "yes")
-        XCTAssertNotEqual(Evaluation.conclusion("Image 1: a red circle. So image 1."), Evaluation.conclusion("image 1"))
-    }
-
-    /// A reasoned selection answer is scored by its lists and by whether its conclusion follows from them,
-    /// right or wrong: here image 2 is listed wrongly, and "image 1" follows from what was listed.
-    func testSelectionReasoningSeparatesSeeingFromConcluding() throws {
-        let truth = "Image 1: a red circle. Image 2: a blue square and a red square. So image 2."
-        let said = "Image 1: a red circle. Image 2: a blue square and a green circle. So image 1."
-        let scored = try XCTUnwrap(Evaluation.selectionReasoning(said: said, truth: truth, asked: "Which image shows a red circle?"))
-        XCTAssertEqual(scored.listed, 0.5)
-        XCTAssertEqual(scored.follows, 1)
-        XCTAssertEqual(Evaluation.selectionReasoning(said: said, truth: truth, asked: "Which image shows a blue square?")?.follows, 0)
-        XCTAssertNil(Evaluation.selectionReasoning(said: "two", truth: "three", asked: "How many shapes are in image 1?"))
-    }
-
     func testTheQuestionIsTheLastUserTurn() {
         XCTAssertEqual(Evaluation.asked("<s><image><|User|>: What color is the circle at the top left?<eou>\n<|Bot|>: "),
                        "What color is the circle at the top left?")
