@@ -90,25 +90,25 @@ int xt_bf16_best_kernel(void) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Packing (AVX-512 BF16).
+// Packing (AVX-512 BF16), shared by both fast paths.
 
-#define PACK_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
 static inline int clamp16(int count) { return count < 0 ? 0 : count > 16 ? 16 : count; }
 
 /// Up to 16 floats from p (count of them, the rest zero).
-PACK_TARGET static inline __m512 load16(const float *p, int count) {
+AVX512_TARGET static inline __m512 load16(const float *p, int count) {
     count = clamp16(count);
     return count == 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << count) - 1), p);
 }
 
 /// 32 bf16 in order: lo's 16 floats, then hi's.
-PACK_TARGET static inline __m512i bf16_concat(__m512 lo, __m512 hi) {
+AVX512_TARGET static inline __m512i bf16_concat(__m512 lo, __m512 hi) {
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
 /// 16 32-bit lanes, lane j the bf16 pair (even[j], odd[j]).
-PACK_TARGET static inline __m512i bf16_pairs(__m512 even, __m512 odd) {
+AVX512_TARGET static inline __m512i bf16_pairs(__m512 even, __m512 odd) {
     static const short interleave[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
                                          8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
     return _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave), bf16_concat(even, odd));
@@ -116,7 +116,7 @@ PACK_TARGET static inline __m512i bf16_pairs(__m512 even, __m512 odd) {
 
 /// Stores the 16 x 16 transpose of the 32-bit lanes of `rows` as 16 rows of 64 bytes at dst: 32-bit,
 /// 64-bit, then 128-bit and 256-bit interleaves.
-PACK_TARGET static inline void store_transposed(__m512i r[16], uint16_t *dst) {
+AVX512_TARGET static inline void store_transposed(__m512i r[16], uint16_t *dst) {
     __m512i t[16];
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
@@ -142,7 +142,7 @@ PACK_TARGET static inline void store_transposed(__m512i r[16], uint16_t *dst) {
 
 /// Packs strips first ..< first + count of op(A) (m, k) into tiles [strip][k block], each 16 rows of 32
 /// bf16; rows and k blocks beyond m and k are zero.
-PACK_TARGET static void pack_a(int trans, int m, int k, const float *a, int lda, uint16_t *dst, int first, int count, int kblocks) {
+AVX512_TARGET static void pack_a(int trans, int m, int k, const float *a, int lda, uint16_t *dst, int first, int count, int kblocks) {
     for (int s = first; s < first + count; s++) {
         for (int kb = 0; kb < kblocks; kb++) {
             uint16_t *tile = dst + ((size_t)(s - first) * kblocks + kb) * TILE_BF16;
@@ -173,7 +173,7 @@ PACK_TARGET static void pack_a(int trans, int m, int k, const float *a, int lda,
 
 /// Packs op(B) (k, n) into VNNI tiles [panel][k block], each 16 rows of 16 bf16 pairs; panels and k
 /// blocks beyond n and k are zero.
-PACK_TARGET static void pack_b(int trans, int k, int n, const float *b, int ldb, uint16_t *dst, int panels, int kblocks) {
+AVX512_TARGET static void pack_b(int trans, int k, int n, const float *b, int ldb, uint16_t *dst, int panels, int kblocks) {
     for (int q = 0; q < panels; q++) {
         for (int kb = 0; kb < kblocks; kb++) {
             uint16_t *tile = dst + ((size_t)q * kblocks + kb) * TILE_BF16;
@@ -229,7 +229,7 @@ AMX_TARGET static void configure_tiles(void) {
 AMX_TARGET static void release_tiles(void) { _tile_release(); }
 
 /// c[0..<rows, 0..<cols] = alpha * block + beta * c, block a 32 x 32 float array.
-AMX_TARGET static inline void write_block(const float *block, int rows, int cols, float alpha, float beta, float *c, int ldc) {
+AVX512_TARGET static inline void write_block(const float *block, int rows, int cols, float alpha, float beta, float *c, int ldc) {
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     for (int r = 0; r < rows; r++) {
         for (int h = 0; h < 2; h++) {
@@ -245,13 +245,13 @@ AMX_TARGET static inline void write_block(const float *block, int rows, int cols
 }
 
 /// block (32 x 32) = c[0..<rows, 0..<cols], zero elsewhere; ldc = 0 repeats one row.
-AMX_TARGET static inline void read_block(float *block, int rows, int cols, const float *c, int ldc) {
+AVX512_TARGET static inline void read_block(float *block, int rows, int cols, const float *c, int ldc) {
     memset(block, 0, 32 * 32 * sizeof(float));
     for (int r = 0; r < rows; r++) memcpy(block + r * 32, c + (size_t)r * ldc, cols * sizeof(float));
 }
 
 /// c[0..<rows, 0..<cols] = the same part of block (32 x 32).
-AMX_TARGET static inline void copy_block(const float *block, int rows, int cols, float *c, int ldc) {
+AVX512_TARGET static inline void copy_block(const float *block, int rows, int cols, float *c, int ldc) {
     for (int r = 0; r < rows; r++) memcpy(c + (size_t)r * ldc, block + r * 32, cols * sizeof(float));
 }
 
@@ -307,7 +307,7 @@ AMX_TARGET static void amx_block(const uint16_t *a0, const uint16_t *a1, const u
 
 /// The same block with AVX512-BF16, through `block`: four groups of 8 rows, each row's 32 columns in two
 /// accumulators over the whole k loop.
-PACK_TARGET static void avx512_block(const uint16_t *a0, const uint16_t *a1, const uint16_t *b0, const uint16_t *b1, int kblocks,
+AVX512_TARGET static void avx512_block(const uint16_t *a0, const uint16_t *a1, const uint16_t *b0, const uint16_t *b1, int kblocks,
                                      int rows, int cols, int direct, const float *sblock, int start_ld,
                                      float alpha, float beta, float *cblock, int ldc, float *block) {
     if (direct && sblock)
