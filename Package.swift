@@ -40,7 +40,7 @@ let package = Package(
         // to run on one process).
         .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
 
-        // Matrix products with bf16 operands and fp32 accumulation: Intel AMX tiles, else OpenBLAS.
+        // Matrix products with bf16 operands and fp32 accumulation: Intel AMX tiles, else AVX512-BF16, else OpenBLAS.
         .target(name: "CMatmul", dependencies: ["CBLAS"], cSettings: [.unsafeFlags(["-O3"])]),
 
         // The exp-based elementwise and row kernels, on clang's vector extensions.

@@ -256,7 +256,7 @@ AVX512_TARGET static inline void copy_block(const float *block, int rows, int co
 }
 
 /// One 32 x 32 block of C on the tile unit. With `direct`, the accumulators start from `sblock` (or zero)
-/// and are stored straight to C; otherwise they start from zero and C = alpha * block + beta * C.
+/// and go back to C (straight from the tiles for whole blocks, through `block` at the edges); otherwise they start from zero and C = alpha * block + beta * C.
 AMX_TARGET static void amx_block(const uint16_t *a0, const uint16_t *a1, const uint16_t *b0, const uint16_t *b1, int kblocks,
                                  int rows, int cols, int direct, const float *sblock, int start_ld,
                                  float alpha, float beta, float *cblock, int ldc, float *block) {
@@ -420,9 +420,11 @@ static void portable_gemm(int trans_a, int trans_b, int m, int n, int k, float a
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, ra, k, rb, n, beta, c, ldc);
 }
 
-/// The kernel asked for, or the best one this CPU has if that is slower.
+/// The kernel asked for, or the best one this CPU has if that is slower (the portable one for anything
+/// below it).
 static int chosen(int kernel) {
     int best = xt_bf16_best_kernel();
+    if (kernel <= XT_BF16_PORTABLE) return XT_BF16_PORTABLE;
     return kernel < best ? kernel : best;
 }
 

@@ -58,6 +58,8 @@ final class MatmulBF16Tests: XCTestCase {
             all.append(Case(m: m, n: n, k: k, transA: false, transB: true, alpha: 0.7, beta: 1))
             all.append(Case(m: m, n: n, k: k, transA: true, transB: false, alpha: -1.5, beta: 0.25))
             all.append(Case(m: m, n: n, k: k, transA: true, transB: true, alpha: 1, beta: 1))
+            all.append(Case(m: m, n: n, k: k, transA: false, transB: false, alpha: 2, beta: 0))
+            all.append(Case(m: m, n: n, k: k, transA: false, transB: true, alpha: 1, beta: 0.5))
         }
         return all
     }

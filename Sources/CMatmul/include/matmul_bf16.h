@@ -25,8 +25,8 @@ void xt_gemm_bf16(int trans_a, int trans_b, int m, int n, int k,
                   float alpha, const float *a, int lda, const float *b, int ldb,
                   float beta, float *c, int ldc, int kernel);
 
-/// C = op(A) op(B) + bias, the bias (n) added to every row of C, which is not read: on AMX the
-/// accumulators start from the bias, so the result equals C filled with it and `xt_gemm_bf16` with beta 1.
+/// C = op(A) op(B) + bias, the bias (n) added to every row of C, which is not read: on AMX and
+/// AVX512-BF16 the accumulators start from the bias, so the result equals C filled with it and `xt_gemm_bf16` with beta 1.
 void xt_gemm_bf16_bias(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                        const float *bias, float *c, int ldc, int kernel);
 
