@@ -255,6 +255,15 @@ AVX512_TARGET static inline void copy_block(const float *block, int rows, int co
     for (int r = 0; r < rows; r++) memcpy(c + (size_t)r * ldc, block + r * 32, cols * sizeof(float));
 }
 
+/// C's part of a finished block: copied back with `direct`, else C = alpha * block + beta * C.
+AVX512_TARGET static inline void finish_block(const float *block, int rows, int cols, int direct, float alpha, float beta,
+                                              float *cblock, int ldc) {
+    if (direct)
+        copy_block(block, rows, cols, cblock, ldc);
+    else
+        write_block(block, rows, cols, alpha, beta, cblock, ldc);
+}
+
 /// One 32 x 32 block of C on the tile unit. With `direct`, the accumulators start from `sblock` (or zero)
 /// and go back to C (straight from the tiles for whole blocks, through `block` at the edges); otherwise they start from zero and C = alpha * block + beta * C.
 AMX_TARGET static void amx_block(const uint16_t *a0, const uint16_t *a1, const uint16_t *b0, const uint16_t *b1, int kblocks,
@@ -299,10 +308,7 @@ AMX_TARGET static void amx_block(const uint16_t *a0, const uint16_t *a1, const u
     _tile_stored(1, block + 16, 128);
     _tile_stored(2, block + 16 * 32, 128);
     _tile_stored(3, block + 16 * 32 + 16, 128);
-    if (direct)
-        copy_block(block, rows, cols, cblock, ldc);
-    else
-        write_block(block, rows, cols, alpha, beta, cblock, ldc);
+    finish_block(block, rows, cols, direct, alpha, beta, cblock, ldc);
 }
 
 /// The same block with AVX512-BF16, through `block`: four groups of 8 rows, each row's 32 columns in two
@@ -341,10 +347,7 @@ AVX512_TARGET static void avx512_block(const uint16_t *a0, const uint16_t *a1, c
             _mm512_store_ps(out + r * 32 + 16, acc[r][1]);
         }
     }
-    if (direct)
-        copy_block(block, rows, cols, cblock, ldc);
-    else
-        write_block(block, rows, cols, alpha, beta, cblock, ldc);
+    finish_block(block, rows, cols, direct, alpha, beta, cblock, ldc);
 }
 
 /// C = alpha * op(A) op(B) + beta * C on packed operands, block by block with `kernel` (AMX or AVX512).
