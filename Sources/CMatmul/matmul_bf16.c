@@ -265,7 +265,8 @@ AVX512_TARGET static inline void finish_block(const float *block, int rows, int 
 }
 
 /// One 32 x 32 block of C on the tile unit. With `direct`, the accumulators start from `sblock` (or zero)
-/// and go back to C (straight from the tiles for whole blocks, through `block` at the edges); otherwise they start from zero and C = alpha * block + beta * C.
+/// and go back to C (straight from the tiles for whole blocks, through `block` at the edges); otherwise
+/// they start from zero and C = alpha * block + beta * C.
 AMX_TARGET static void amx_block(const uint16_t *a0, const uint16_t *a1, const uint16_t *b0, const uint16_t *b1, int kblocks,
                                  int rows, int cols, int direct, const float *sblock, int start_ld,
                                  float alpha, float beta, float *cblock, int ldc, float *block) {
