@@ -81,9 +81,10 @@ public struct ShapesScene: Equatable, Sendable {
 
     static let numbers = ["zero", "one", "two", "three"]
 
-    /// "a large red circle at the top left and a small blue square at the bottom right."
+    /// "at the top left a large red circle and at the bottom right a small blue square.": each place named
+    /// before what is there, so that captioning trains the decoder to read the image at a named place.
     public var caption: String {
-        objects.map { "a \($0.size.rawValue) \($0.color.rawValue) \($0.shape.rawValue) at the \(ShapesScene.positions[$0.position])" }
+        objects.map { "at the \(ShapesScene.positions[$0.position]) a \($0.size.rawValue) \($0.color.rawValue) \($0.shape.rawValue)" }
             .joined(separator: " and ") + "."
     }
 
@@ -137,11 +138,11 @@ public enum ShapesDataset {
 
     /// The tasks, their sizes (records in train and eval) and formats.
     public static let tasks = [
-        Task(name: "captions", train: 12000, eval: 400),
+        Task(name: "captions", train: 12000, eval: 400, format: 2),
         Task(name: "vqa", train: 12000, eval: 400),
-        Task(name: "instruct", train: 4000, eval: 200),
+        Task(name: "instruct", train: 4000, eval: 200, format: 2),
         Task(name: "selection", train: 6000, eval: 300),
-        Task(name: "text", train: 6000, eval: 200),
+        Task(name: "text", train: 6000, eval: 200, format: 2),
     ]
 
     /// The shapes world's BPE tokenizer (`data synth shapes --tokenizer bpe`; the byte tokenizer is the
@@ -265,7 +266,7 @@ public enum ShapesDataset {
             // A described scene and a question answered from the description: the language data's stand-in
             // for what a pretrained LLM brings, the words of the questions and answers among it.
             let fact = facts[draw.int(facts.count)], (question, answer) = scene.question(draw.int(1000))
-            b.text("\(fact) In one picture there is \(scene.caption) \(question) \(answer).", loss: true)
+            b.text("\(fact) In one picture: \(scene.caption) \(question) \(answer).", loss: true)
             b.special(.eos, loss: true)
             return b.record
         }

@@ -107,11 +107,16 @@ public enum Evaluation {
         return (Array(r.tokens[..<start]), images.isEmpty ? nil : Loader.normalize(images, side: side), reference)
     }
 
-    static let objectPattern = try! NSRegularExpression(pattern: "(small|large) (red|green|blue|yellow) (circle|square|triangle) at the (top left|top right|bottom left|bottom right)")
+    /// An object of a shapes caption in either order: "at the top left a large red circle" (groups 1-4) or
+    /// "a large red circle at the top left" (groups 5-8).
+    static let objectPattern = try! NSRegularExpression(pattern: "at the (top left|top right|bottom left|bottom right) a (small|large) (red|green|blue|yellow) (circle|square|triangle)"
+        + "|(small|large) (red|green|blue|yellow) (circle|square|triangle) at the (top left|top right|bottom left|bottom right)")
 
+    /// The objects a caption names, each as [size, colour, shape, position].
     static func objects(_ text: String) -> [[String]] {
         objectPattern.matches(in: text, range: NSRange(text.startIndex..., in: text)).map { m in
-            (1 ... 4).map { String(text[Range(m.range(at: $0), in: text)!]) }
+            let groups = m.range(at: 1).location != NSNotFound ? [2, 3, 4, 1] : [5, 6, 7, 8]
+            return groups.map { String(text[Range(m.range(at: $0), in: text)!]) }
         }
     }
 

@@ -53,7 +53,7 @@ final class ShapesTests: XCTestCase {
         XCTAssertEqual(tokenizer.identity, ShapesDataset.tokenizer(records: 200).identity)
         XCTAssertLessThanOrEqual(tokenizer.vocabSize, 512)
         XCTAssertEqual(tokenizer.id(.image), SpecialToken.image.rawValue)
-        let caption = "a large red circle at the top left and a small yellow triangle at the bottom right."
+        let caption = "at the top left a large red circle and at the bottom right a small yellow triangle."
         XCTAssertEqual(tokenizer.encode(caption).count, 18)
         XCTAssertEqual(tokenizer.encode(": What is at the top right?").count, 8)
         for answer in [" yellow", " nothing", " three", " yes"] { XCTAssertEqual(tokenizer.encode(answer).count, 1, answer) }

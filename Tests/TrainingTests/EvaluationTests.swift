@@ -15,6 +15,14 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(none.right.values.reduce(0, +), 0)
     }
 
+    func testCaptionObjectsReadInEitherOrder() {
+        let placeFirst = "at the top left a large red circle and at the bottom right a small blue square."
+        let placeLast = "a large red circle at the top left and a small blue square at the bottom right."
+        XCTAssertEqual(Evaluation.objects(placeFirst), [["large", "red", "circle", "top left"], ["small", "blue", "square", "bottom right"]])
+        XCTAssertEqual(Evaluation.objects(placeFirst), Evaluation.objects(placeLast))
+        XCTAssertEqual(Evaluation.captionAttributes(said: placeFirst, truth: placeLast).right["shape"], 2)
+    }
+
     func testChanceOfEachQuestionKind() {
         XCTAssertEqual(Evaluation.questionKind("What color is the circle at the top left?")?.chance, 0.25)
         XCTAssertEqual(Evaluation.questionKind("How many shapes are there?")?.chance, 1.0 / 3)
