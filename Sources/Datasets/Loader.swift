@@ -58,18 +58,38 @@ public final class Loader {
     public let rank: Int, ranks: Int
     public let shuffle: Bool
     public let lengthWindow: Int
+    /// Mixes that come before `weights`: phase i draws samples up to (not including) its `untilSample`.
+    public let phases: [Phase]
     private(set) public var state: LoaderState
     private let cumulative: [Double]
+    private let phaseCumulative: [[Double]]
     private var permutations: [(epoch: Int, order: [Int])?]
     /// The current length window: its first sample, its batches in the order they are taken (with the records
     /// when they were read to sort them), and the per-source draws after it.
     private var window: Window?
     typealias Window = (start: Int, batches: [[(pick: (source: Int, record: Int), record: Record?)]], consumed: [Int])
 
+    /// A mix of the sources (one weight each, zero allowed, not all zero) for the samples before `untilSample`.
+    public struct Phase: Sendable {
+        public let untilSample: Int
+        public let weights: [Double]
+        public init(untilSample: Int, weights: [Double]) {
+            self.untilSample = untilSample
+            self.weights = weights
+        }
+    }
+
     public init(sources: [Dataset], weights: [Double], globalBatch: Int, sequenceLength: Int, seed: UInt64,
-                rank: Int = 0, ranks: Int = 1, shuffle: Bool = true, lengthWindow: Int = 1, state: LoaderState? = nil) throws {
+                rank: Int = 0, ranks: Int = 1, shuffle: Bool = true, lengthWindow: Int = 1, phases: [Phase] = [],
+                state: LoaderState? = nil) throws {
         guard !sources.isEmpty, sources.count == weights.count, weights.allSatisfy({ $0 > 0 }) else {
             throw DataError("loader: need one positive weight per source (got \(weights) for \(sources.count) sources)")
+        }
+        for (i, phase) in phases.enumerated() {
+            guard phase.weights.count == sources.count, phase.weights.allSatisfy({ $0 >= 0 }), phase.weights.contains(where: { $0 > 0 }),
+                  phase.untilSample > (i > 0 ? phases[i - 1].untilSample : 0) else {
+                throw DataError("loader: phase \(i) (until sample \(phase.untilSample), weights \(phase.weights)) needs one non-negative weight per source, not all zero, and a later end than the phase before")
+            }
         }
         guard lengthWindow > 0 else { throw DataError("loader: the length window must be at least one batch, got \(lengthWindow)") }
         guard globalBatch % ranks == 0 else { throw DataError("loader: global batch \(globalBatch) is not divisible by \(ranks) ranks") }
@@ -89,8 +109,9 @@ public final class Loader {
         self.ranks = ranks
         self.shuffle = shuffle
         self.lengthWindow = lengthWindow
-        let total = weights.reduce(0, +)
-        cumulative = weights.reduce(into: [Double]()) { $0.append(($0.last ?? 0) + $1 / total) }
+        self.phases = phases
+        cumulative = Loader.cumulative(weights)
+        phaseCumulative = phases.map { Loader.cumulative($0.weights) }
         permutations = Array(repeating: nil, count: sources.count)
         if let state {
             let saved = state.lengthWindow ?? 1
@@ -103,11 +124,19 @@ public final class Loader {
         }
     }
 
-    /// The source global sample g comes from.
+    /// The running sums of the normalised weights.
+    static func cumulative(_ weights: [Double]) -> [Double] {
+        let total = weights.reduce(0, +)
+        return weights.reduce(into: [Double]()) { $0.append(($0.last ?? 0) + $1 / total) }
+    }
+
+    /// The source global sample g comes from: a function of g alone (the mix of g's phase), so a resumed
+    /// run draws what the uninterrupted one did.
     func pick(_ g: Int) -> Int {
         guard sources.count > 1 else { return 0 }
         let u = Double(RandomStream(seed: state.seed, stream: 0x6D69_7865).uniform(g))
-        return cumulative.firstIndex { u < $0 } ?? sources.count - 1
+        let mix = phases.firstIndex { g < $0.untilSample }.map { phaseCumulative[$0] } ?? cumulative
+        return mix.firstIndex { u < $0 } ?? sources.count - 1
     }
 
     /// The record of source s that is its k-th draw.

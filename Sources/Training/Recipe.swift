@@ -1,4 +1,5 @@
 import Foundation
+import Datasets
 import Models
 import Tensors
 
@@ -38,6 +39,14 @@ public struct Recipe: Codable, Sendable {
         /// Micro-batches per length window (absent or 1: no grouping): each window's samples are sorted by
         /// length before they are cut into batches, so that batches pad less (`Loader`).
         public var lengthWindow: Int?
+        /// Mixes of `train` for the first steps, in order: until `until_step` (exclusive) the sources are
+        /// drawn by `weights` (one per source); after the last phase, by their `weight`.
+        public var schedule: [Phase]?
+    }
+
+    public struct Phase: Codable, Sendable {
+        public var untilStep: Int
+        public var weights: [Double]
     }
 
     public struct OptimizerSpec: Codable, Sendable {
@@ -105,7 +114,8 @@ public struct Recipe: Codable, Sendable {
         "lora": ["rank": true, "alpha": true, "dropout": true, "targets": true],
         "init": ["from": true, "path": true, "std": true, "vision_positions": true, "query_grid": true, "query_order": true],
         "data": ["train": [["path": true, "weight": true]], "eval": [["path": true, "weight": true]],
-                 "sequence_length": true, "batch_size": true, "gradient_accumulation": true, "length_window": true],
+                 "sequence_length": true, "batch_size": true, "gradient_accumulation": true, "length_window": true,
+                 "schedule": [["until_step": true, "weights": true]]],
         "optimizer": ["lr": ["vision": true, "sampler": true, "decoder": true, "lora": true], "betas": true, "eps": true,
                       "weight_decay": true, "grad_clip": true],
         "schedule": ["warmup_steps": true, "min_lr": true, "decay": true],
@@ -115,6 +125,10 @@ public struct Recipe: Codable, Sendable {
 
     public var gradientAccumulation: Int { data.gradientAccumulation ?? 1 }
     public var lengthWindow: Int { data.lengthWindow ?? 1 }
+    /// `data.schedule` as the loader's phases: step boundaries in samples (`data.batch_size` per step).
+    public var loaderPhases: [Loader.Phase] {
+        (data.schedule ?? []).map { Loader.Phase(untilSample: $0.untilStep * data.batchSize, weights: $0.weights) }
+    }
     public var betas: (Double, Double) { (optimizer.betas?[0] ?? 0.9, optimizer.betas?[1] ?? 0.95) }
     public var eps: Double { optimizer.eps ?? 1e-8 }
     public var weightDecay: Double { optimizer.weightDecay ?? 0 }
@@ -244,6 +258,15 @@ public struct LoadedRecipe: Sendable {
         try require(r.gradientAccumulation > 0 && r.data.batchSize % r.gradientAccumulation == 0,
                     "data.gradient_accumulation: \(r.gradientAccumulation) must be positive and divide data.batch_size \(r.data.batchSize)")
         try require(r.lengthWindow > 0, "data.length_window: must be at least 1 micro-batch, got \(r.lengthWindow)")
+        for (i, phase) in (r.data.schedule ?? []).enumerated() {
+            let previous = i > 0 ? r.data.schedule![i - 1].untilStep : 0
+            try require(phase.untilStep > previous && phase.untilStep <= r.steps,
+                        "data.schedule[\(i)].until_step: must be after \(previous) and at most steps (\(r.steps)), got \(phase.untilStep)")
+            try require(phase.weights.count == r.data.train.count,
+                        "data.schedule[\(i)].weights: one per data.train source (\(r.data.train.count)), got \(phase.weights.count)")
+            try require(phase.weights.allSatisfy { $0 >= 0 } && phase.weights.contains { $0 > 0 },
+                        "data.schedule[\(i)].weights: must not be negative, nor all zero, got \(phase.weights)")
+        }
         try require(r.steps > 0, "steps: must be positive, got \(r.steps)")
         for (i, part) in (r.freeze ?? []).enumerated() {
             try require(["vision", "sampler", "decoder"].contains(part), "freeze[\(i)]: '\(part)' is not one of vision, sampler, decoder")

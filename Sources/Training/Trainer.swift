@@ -89,7 +89,8 @@ public final class Trainer {
             throw TrainingError("\(loaded.url.path): data.batch_size / gradient_accumulation = \(microBatch) sequences per micro-batch do not split over \(world.size) ranks")
         }
         loader = try Loader(sources: train, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: microBatch, sequenceLength: r.data.sequenceLength,
-                            seed: r.seed, rank: world.rank, ranks: world.size, lengthWindow: r.lengthWindow, state: header?.state.loader)
+                            seed: r.seed, rank: world.rank, ranks: world.size, lengthWindow: r.lengthWindow, phases: r.loaderPhases,
+                            state: header?.state.loader)
         state = header?.state ?? TrainingState(step: 0, rng: rng.state, loader: loader.state)
         if let header {
             try Checkpoint.restore(header, into: model, optimizer: optimizer)

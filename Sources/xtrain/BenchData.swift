@@ -32,7 +32,7 @@ struct BenchData: ParsableCommand {
 
         let micro = r.data.batchSize / r.gradientAccumulation
         let loader = try Loader(sources: sources, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: micro, sequenceLength: r.data.sequenceLength, seed: r.seed,
-                                lengthWindow: r.lengthWindow)
+                                lengthWindow: r.lengthWindow, phases: r.loaderPhases)
         _ = try loader.next()
         start = Date()
         var padded = 0, real = 0

@@ -85,6 +85,29 @@ final class LoaderTests: XCTestCase {
         }
     }
 
+    /// Before a phase's end the samples come from its mix only (a zero weight draws nothing), after it from
+    /// the loader's weights; a run resumed after the boundary draws what the uninterrupted one did.
+    func testPhasesMixTheFirstSamplesAndResume() throws {
+        let phased = { (state: LoaderState?) in
+            try Loader(sources: try self.sources(), weights: [2, 1, 1], globalBatch: 6, sequenceLength: 48, seed: 7,
+                       phases: [Loader.Phase(untilSample: 60, weights: [0, 1, 0])], state: state)
+        }
+        let l = try phased(nil)
+        var sources: [[Int]] = [], saved: LoaderState?, expected: [[String]] = []
+        for step in 0 ..< 40 {
+            let batch = try l.next()
+            sources.append(batch.samples.map(\.source))
+            expected.append(identities(batch))
+            if step == 14 { saved = batch.state }
+        }
+        XCTAssertEqual(Set(sources[0 ..< 10].joined()), [1], "the first 60 samples are all from source 1")
+        XCTAssertEqual(Set(sources[10...].joined()), [0, 1, 2], "then the loader's weights")
+        let resumed = try phased(saved)
+        for step in 15 ..< 40 { XCTAssertEqual(identities(try resumed.next()), expected[step], "step \(step)") }
+        XCTAssertThrowsError(try Loader(sources: try self.sources(), weights: [1, 1, 1], globalBatch: 6, sequenceLength: 48, seed: 7,
+                                        phases: [Loader.Phase(untilSample: 60, weights: [0, 0, 0])]))
+    }
+
     func testWeightsAndEpochs() throws {
         let l = try loader()
         var counts = [0, 0, 0]

@@ -87,6 +87,13 @@ final class RecipeTests: XCTestCase {
         try assertRejected("init.query_grid: must be positive, got -1.0", overrides: ["init.query_grid=-1"])
         try assertRejected("init.query_grid: needs init.vision_positions 'sincos'", overrides: ["init.vision_positions=learned", "init.query_grid=2"])
         try assertRejected("init.query_order: 'columns' is not one of rows, z", overrides: ["init.query_order=columns"])
+        try assertRejected("data.schedule[0].weights: one per data.train source (3), got 2",
+                           overrides: [#"data.schedule=[{"until_step": 100, "weights": [1, 0]}]"#])
+        try assertRejected("data.schedule[1].until_step: must be after 100 and at most steps (1800), got 50",
+                           overrides: [#"data.schedule=[{"until_step": 100, "weights": [0, 1, 0]}, {"until_step": 50, "weights": [1, 1, 1]}]"#])
+        try assertRejected("data.schedule[0].weights: must not be negative, nor all zero, got [0.0, 0.0, 0.0]",
+                           overrides: [#"data.schedule=[{"until_step": 100, "weights": [0, 0, 0]}]"#])
+        try assertRejected("data.schedule[0].until: unknown field", overrides: [#"data.schedule=[{"until": 100, "weights": [0, 1, 0]}]"#])
     }
 
     func testOverridesApply() throws {
