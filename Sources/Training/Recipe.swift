@@ -258,8 +258,9 @@ public struct LoadedRecipe: Sendable {
         try require(r.gradientAccumulation > 0 && r.data.batchSize % r.gradientAccumulation == 0,
                     "data.gradient_accumulation: \(r.gradientAccumulation) must be positive and divide data.batch_size \(r.data.batchSize)")
         try require(r.lengthWindow > 0, "data.length_window: must be at least 1 micro-batch, got \(r.lengthWindow)")
-        for (i, phase) in (r.data.schedule ?? []).enumerated() {
-            let previous = i > 0 ? r.data.schedule![i - 1].untilStep : 0
+        let schedule = r.data.schedule ?? []
+        for (i, phase) in schedule.enumerated() {
+            let previous = i > 0 ? schedule[i - 1].untilStep : 0
             try require(phase.untilStep > previous && phase.untilStep <= r.steps,
                         "data.schedule[\(i)].until_step: must be after \(previous) and at most steps (\(r.steps)), got \(phase.untilStep)")
             try require(phase.weights.count == r.data.train.count,
