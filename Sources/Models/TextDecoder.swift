@@ -124,8 +124,9 @@ public final class TextDecoder {
     }
 
     /// a.embeddings (B, T, D) -> a.logits (B, T, V); returns the mean cross-entropy over the counted targets
-    /// (targets[b*T + t] is the token position t should predict, or `ignoreIndex`).
-    func forward(_ a: Activations, targets: [Int32]) -> (loss: Float, counted: Int) {
+    /// (targets[b*T + t] is the token position t should predict, or `ignoreIndex`), weighted by `weights`
+    /// (B*T) when given, and the targets' total weight.
+    func forward(_ a: Activations, targets: [Int32], weights: [Float]? = nil) -> (loss: Float, weight: Double) {
         let (b, t, h) = (a.embeddings.shape[0], a.embeddings.shape[1], config.numAttentionHeads)
         let shape = attentionShape(batch: b, length: t)
         var x = a.embeddings
@@ -149,7 +150,7 @@ public final class TextDecoder {
         }
         rmsNormForward(out: a.finalNorm.out, rstd: a.finalNorm.rstd, inp: x, weight: norm.weight.value, eps: eps)
         lmHead.forward(a.logits, a.finalNorm.out)
-        return crossEntropyForward(losses: a.losses, logits: a.logits.reshaped([b * t, config.vocabSize]), targets: targets)
+        return crossEntropyForward(losses: a.losses, logits: a.logits.reshaped([b * t, config.vocabSize]), targets: targets, weights: weights)
     }
 
     /// Gradient buffers of one backward pass, shared by all layers.
@@ -173,15 +174,16 @@ public final class TextDecoder {
         }
     }
 
-    /// Accumulates the parameter gradients (of trainable parts) for loss * `scale` and returns d embeddings
-    /// (B, T, D); the token embedding's own gradient is left to `embedBackward`, after image rows are cut out.
-    func backward(_ a: Activations, targets: [Int32], scale: Float, arena: Arena) -> Tensor {
+    /// Accumulates the parameter gradients (of trainable parts) for the targets' losses times their `weights`
+    /// (1 each when nil) times `scale`, and returns d embeddings (B, T, D); the token embedding's own gradient
+    /// is left to `embedBackward`, after image rows are cut out.
+    func backward(_ a: Activations, targets: [Int32], weights: [Float]? = nil, scale: Float, arena: Arena) -> Tensor {
         let (b, t, h) = (a.embeddings.shape[0], a.embeddings.shape[1], config.numAttentionHeads)
         let shape = attentionShape(batch: b, length: t)
         let s = Scratch(arena, batch: b, length: t, self)
         let (dlogits, dx, dnorm, dcontext, dq, dk, dv) = (s.dlogits, s.dx, s.dnorm, s.dcontext, s.dq, s.dk, s.dv)
         let (dgate, dup, dgated, scratch) = (s.dgate, s.dup, s.dgated, s.attention)
-        crossEntropyBackward(dlogits: dlogits.reshaped([b * t, config.vocabSize]), logits: a.logits.reshaped([b * t, config.vocabSize]), targets: targets, scale: scale)
+        crossEntropyBackward(dlogits: dlogits.reshaped([b * t, config.vocabSize]), logits: a.logits.reshaped([b * t, config.vocabSize]), targets: targets, weights: weights, scale: scale)
         lmHead.backward(dinp: dnorm, dout: dlogits, inp: a.finalNorm.out, overwrite: true)
         let last = a.layers.last?.residual2 ?? a.embeddings
         rmsNormBackward(dinp: dx, dweight: norm.weight.grad, dout: dnorm, inp: last, weight: norm.weight.value, rstd: a.finalNorm.rstd)

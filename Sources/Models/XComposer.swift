@@ -18,8 +18,11 @@ public struct Batch {
     /// Which sample of the step's global batch the first sequence is (its rank's offset): LoRA dropout
     /// masks follow the global sample, so a run split over ranks draws the same masks.
     public var firstSample: Int
+    /// (B*T) the weight of each position's target in the loss (`LossAverage.weights`); nil: 1 each.
+    public var lossWeights: [Float]?
 
-    public init(batchSize: Int, sequenceLength: Int, tokens: [Int32], labels: [Int32], attentionMask: [Float]? = nil, images: Tensor? = nil, firstSample: Int = 0) {
+    public init(batchSize: Int, sequenceLength: Int, tokens: [Int32], labels: [Int32], attentionMask: [Float]? = nil, images: Tensor? = nil,
+                firstSample: Int = 0, lossWeights: [Float]? = nil) {
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
         self.tokens = tokens
@@ -27,6 +30,7 @@ public struct Batch {
         self.attentionMask = attentionMask ?? [Float](repeating: 1, count: tokens.count)
         self.images = images
         self.firstSample = firstSample
+        self.lossWeights = lossWeights
     }
 
     public var imageCount: Int { images?.shape[0] ?? 0 }
@@ -34,6 +38,27 @@ public struct Batch {
     /// targets[b*T + t] = labels[b*T + t + 1], and `ignoreIndex` at each sequence's last position.
     public var targets: [Int32] {
         (0 ..< tokens.count).map { i in (i + 1) % sequenceLength == 0 ? ignoreIndex : labels[i + 1] }
+    }
+}
+
+/// How a batch's loss averages over its targets. "token": every target alike (Hugging Face's mean), so
+/// long answers weigh more; "sample": every sequence alike, its targets sharing a weight of 1; "square":
+/// in between, each target of a sequence with n targets weighing 1/sqrt(n) (InternVL 2.5's square averaging).
+public enum LossAverage: String, CaseIterable, Sendable {
+    case token, sample, square
+
+    /// The weight of each of `batch`'s targets (B*T), or nil for the token average.
+    public func weights(_ batch: Batch) -> [Float]? {
+        guard self != .token else { return nil }
+        let targets = batch.targets, t = batch.sequenceLength
+        var weights = [Float](repeating: 0, count: targets.count)
+        for row in 0 ..< batch.batchSize {
+            let counted = (row * t ..< (row + 1) * t).filter { targets[$0] != ignoreIndex }
+            guard !counted.isEmpty else { continue }
+            let n = Float(counted.count), w = self == .sample ? 1 / n : 1 / n.squareRoot()
+            for i in counted { weights[i] = w }
+        }
+        return weights
     }
 }
 
@@ -111,9 +136,11 @@ public final class XComposer {
         /// Row of each projected query in the decoder's (B*T) positions.
         let imagePositions: [Int]
         let targets: [Int32]
+        let lossWeights: [Float]?
+        /// The mean loss over the batch's targets, weighted by the batch's `lossWeights`.
         public let loss: Float
-        /// How many targets the loss averages over.
-        public let counted: Int
+        /// The targets' total weight (their number when unweighted).
+        public let weight: Double
         public var logits: Tensor { decoder.logits }
     }
 
@@ -158,15 +185,16 @@ public final class XComposer {
             (v, s) = (va, sa)
         }
         let targets = batch.targets
-        let (loss, counted) = decoder.forward(d, targets: targets)
-        return Activations(vision: v, sampler: s, decoder: d, imagePositions: positions, targets: targets, loss: loss, counted: counted)
+        let (loss, weight) = decoder.forward(d, targets: targets, weights: batch.lossWeights)
+        return Activations(vision: v, sampler: s, decoder: d, imagePositions: positions, targets: targets, lossWeights: batch.lossWeights,
+                           loss: loss, weight: weight)
     }
 
     /// Accumulates the gradients of the trainable parts for `lossScale` times the forward pass's mean loss.
     public func backward(_ a: Activations, tokens: [Int32], arena: Arena, lossScale: Float = 1) {
-        guard !trainable.isEmpty, a.counted > 0 else { return }
+        guard !trainable.isEmpty, a.weight > 0 else { return }
         let width = config.textConfig.hiddenSize
-        let dembeddings = decoder.backward(a.decoder, targets: a.targets, scale: lossScale / Float(a.counted), arena: arena)
+        let dembeddings = decoder.backward(a.decoder, targets: a.targets, weights: a.lossWeights, scale: Float(Double(lossScale) / a.weight), arena: arena)
         // Image positions took their embeddings from the projection: their gradient goes there, not to the
         // placeholder token's embedding row.
         var dprojected: Tensor?

@@ -35,12 +35,14 @@ func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ c
 public let ignoreIndex: Int32 = -100
 
 /// losses (N) = logsumexp(logits row) - logits[target] for each row of logits (N, V), 0 where the target
-/// is `ignoreIndex`. Returns the mean over the counted rows (0 if none) and how many rows counted.
+/// is `ignoreIndex`. Returns the mean over the counted rows, weighted by `weights` (N) when given (0 if
+/// nothing counts), and the total weight of the counted rows (their number when unweighted).
 @discardableResult
-public func crossEntropyForward(losses: Tensor, logits: Tensor, targets: [Int32]) -> (loss: Float, counted: Int) {
+public func crossEntropyForward(losses: Tensor, logits: Tensor, targets: [Int32], weights: [Float]? = nil) -> (loss: Float, weight: Double) {
     let n = logits.rows, v = logits.columns
     losses.expect([n], "crossEntropyForward losses")
     precondition(targets.count == n, "crossEntropyForward: \(targets.count) targets for logits \(logits.shape)")
+    precondition(weights.map { $0.count == n } ?? true, "crossEntropyForward: \(weights?.count ?? 0) weights for logits \(logits.shape)")
     targets.withUnsafeBufferPointer { targets in
         for (i, t) in targets.enumerated() {
             precondition(t == ignoreIndex || (t >= 0 && Int(t) < v), "crossEntropyForward: target \(t) at row \(i) is outside the vocabulary of \(v)")
@@ -54,27 +56,29 @@ public func crossEntropyForward(losses: Tensor, logits: Tensor, targets: [Int32]
             }
         }
     }
-    var total = 0.0, counted = 0
+    var total = 0.0, weight = 0.0
     for r in 0 ..< n where targets[r] != ignoreIndex {
-        total += Double(losses.data[r])
-        counted += 1
+        let w = Double(weights?[r] ?? 1)
+        total += w * Double(losses.data[r])
+        weight += w
     }
-    return (counted == 0 ? 0 : Float(total / Double(counted)), counted)
+    return (weight == 0 ? 0 : Float(total / weight), weight)
 }
 
-/// dlogits (N, V) += scale * (softmax(logits row) - onehot(target)) for counted rows; for the mean loss,
-/// scale = dloss / counted.
-public func crossEntropyBackward(dlogits: Tensor, logits: Tensor, targets: [Int32], scale: Float) {
+/// dlogits (N, V) += scale * weight of the row * (softmax(logits row) - onehot(target)) for counted rows
+/// (weight 1 when `weights` is nil); for the weighted mean loss, scale = dloss / total weight.
+public func crossEntropyBackward(dlogits: Tensor, logits: Tensor, targets: [Int32], weights: [Float]? = nil, scale: Float) {
     dlogits.expectSameShape(logits, "crossEntropyBackward dlogits vs logits")
     let n = logits.rows, v = logits.columns
     precondition(targets.count == n, "crossEntropyBackward: \(targets.count) targets for logits \(logits.shape)")
+    precondition(weights.map { $0.count == n } ?? true, "crossEntropyBackward: \(weights?.count ?? 0) weights for logits \(logits.shape)")
     targets.withUnsafeBufferPointer { targets in
         Parallel.chunks(n, grain: max(1, 8192 / max(v, 1))) { rows in
             for r in rows where targets[r] != ignoreIndex {
                 let x = logits.data + r * v, dx = dlogits.data + r * v
-                let m = rowMax(x, v)
-                rowAddScaledExp(dx, x, v, shift: m, scale: scale / rowExpSum(x, v, shift: m))
-                dx[Int(targets[r])] -= scale
+                let m = rowMax(x, v), g = scale * (weights?[r] ?? 1)
+                rowAddScaledExp(dx, x, v, shift: m, scale: g / rowExpSum(x, v, shift: m))
+                dx[Int(targets[r])] -= g
             }
         }
     }

@@ -107,10 +107,14 @@ public struct Recipe: Codable, Sendable {
     /// The arithmetic of the matrix products: "fp32" (the default) or "bf16" (bf16 operands, fp32
     /// accumulation; weights, optimizer state and every other kernel stay fp32).
     public var precision: String?
+    /// How the training loss averages over a batch's targets: "token" (the default), "sample" or "square"
+    /// (`LossAverage`). Held-out losses are always token averages, comparable across recipes.
+    public var lossAverage: String?
 
     /// The recipe's allowed keys, to name a typo's JSON path instead of ignoring it.
     static let schema: [String: Any] = [
         "description": true, "model": true, "steps": true, "freeze": true, "log_every": true, "seed": true, "precision": true,
+        "loss_average": true,
         "lora": ["rank": true, "alpha": true, "dropout": true, "targets": true],
         "init": ["from": true, "path": true, "std": true, "vision_positions": true, "query_grid": true, "query_order": true],
         "data": ["train": [["path": true, "weight": true]], "eval": [["path": true, "weight": true]],
@@ -133,6 +137,7 @@ public struct Recipe: Codable, Sendable {
     public var eps: Double { optimizer.eps ?? 1e-8 }
     public var weightDecay: Double { optimizer.weightDecay ?? 0 }
     public var matmulPrecision: MatmulPrecision { precision.flatMap(MatmulPrecision.init(rawValue:)) ?? .fp32 }
+    public var lossAveraging: LossAverage { lossAverage.flatMap(LossAverage.init(rawValue:)) ?? .token }
     public var frozenParts: Set<ModelPart> { Set((freeze ?? []).compactMap(ModelPart.init(rawValue:))) }
 
     /// The parts that train: vision, sampler and decoder unless frozen, and the adapters when there are any.
@@ -308,6 +313,10 @@ public struct LoadedRecipe: Sendable {
         if let every = r.logEvery { try require(every > 0, "log_every: must be positive") }
         if let precision = r.precision {
             try require(MatmulPrecision(rawValue: precision) != nil, "precision: '\(precision)' is not one of fp32, bf16")
+        }
+        if let average = r.lossAverage {
+            try require(LossAverage(rawValue: average) != nil,
+                        "loss_average: '\(average)' is not one of \(LossAverage.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
 }

@@ -149,6 +149,12 @@ public final class Trainer {
     /// Positions whose next-token target counts (the loss averages over them).
     static func targetCount(_ b: Batch) -> Int { b.targets.filter { $0 != ignoreIndex }.count }
 
+    /// The total weight of the batch's targets (their number without `lossWeights`).
+    static func targetWeight(_ b: Batch) -> Double {
+        guard let weights = b.lossWeights else { return Double(targetCount(b)) }
+        return weights.reduce(0.0) { $0 + Double($1) }
+    }
+
     static func modelBatch(_ b: LoadedBatch) -> Batch {
         Batch(batchSize: b.batchSize, sequenceLength: b.sequenceLength, tokens: b.tokens, labels: b.labels, attentionMask: b.attentionMask,
               images: b.images, firstSample: b.firstSample)
@@ -229,7 +235,7 @@ public final class Trainer {
 
     /// What one optimizer step did, over all ranks.
     public struct StepResult {
-        /// Mean loss over the step's target tokens, and the gradient norm before clipping.
+        /// Mean loss over the step's targets (weighted as `loss_average` says), and the gradient norm before clipping.
         public let loss: Float
         public let norm: Double
         /// Target tokens and real (unpadded) tokens in the step's global batch.
@@ -241,27 +247,34 @@ public final class Trainer {
     }
 
     /// One optimizer step over `micro` (this rank's share of the step's micro-batches): forward and
-    /// backward of each, each weighted by its share of the targets of the whole step on all ranks, the
-    /// gradients summed over ranks, then clipping and the AdamW update. A non-finite loss or gradient norm
-    /// stops before the update (on every rank alike: both are global).
+    /// backward of each, each weighted by its share of the total target weight of the whole step on all
+    /// ranks (`loss_average`), the gradients summed over ranks, then clipping and the AdamW update. A
+    /// non-finite loss or gradient norm stops before the update (on every rank alike: both are global).
     public func step(_ micro: [Batch], rates: [ModelPart: Double]) throws -> StepResult {
         model.parameters.zeroGrads()
-        let local = [micro.reduce(0) { $0 + Trainer.targetCount($1) }, micro.reduce(0) { $0 + Int($1.attentionMask.reduce(0, +)) }]
-        let counts = try world.sum(local.map(Double.init)).map { Int($0) }
-        let total = counts[0]
+        let average = recipe.recipe.lossAveraging
+        let micro = micro.map { batch in
+            var batch = batch
+            batch.lossWeights = average.weights(batch)
+            return batch
+        }
+        let local = [Double(micro.reduce(0) { $0 + Trainer.targetCount($1) }), Double(micro.reduce(0) { $0 + Int($1.attentionMask.reduce(0, +)) }),
+                     micro.reduce(0.0) { $0 + Trainer.targetWeight($1) }]
+        let sums = try world.sum(local)
+        let (total, tokens, totalWeight) = (Int(sums[0]), Int(sums[1]), sums[2])
         var lossSum = 0.0
         for batch in micro {
             arena.reset()
             let dropout = (model.lora?.dropout ?? 0) > 0 ? rng.nextStream() : nil
             let activations = try model.forward(batch, arena: arena, dropout: dropout)
-            lossSum += Double(activations.loss) * Double(activations.counted)
-            if total > 0 { model.backward(activations, tokens: batch.tokens, arena: arena, lossScale: Float(activations.counted) / Float(total)) }
+            lossSum += Double(activations.loss) * activations.weight
+            if totalWeight > 0 { model.backward(activations, tokens: batch.tokens, arena: arena, lossScale: Float(activations.weight / totalWeight)) }
         }
         lossSum = try world.sum([lossSum])[0]
         // The small reductions above also wait for the slowest rank; the gradient sum alone is transfer.
         let waiting = world.takeCommunicationSeconds()
         try world.sum(model.parameters.grads.base, count: model.parameters.grads.count)
-        let loss = total > 0 ? Float(lossSum / Double(total)) : 0
+        let loss = totalWeight > 0 ? Float(lossSum / totalWeight) : 0
         let norm = gradientNorm(model.parameters)
         guard loss.isFinite, norm.isFinite else {
             let last = Checkpoint.list(runDirectory).last.map { "the last good checkpoint is \($0.path)" } ?? "no checkpoint was written"
@@ -271,7 +284,7 @@ public final class Trainer {
         // Global-norm clipping: AdamW reads the gradients times this factor.
         let clipFactor = recipe.recipe.optimizer.gradClip.flatMap { norm > $0 ? Float($0 / (norm + 1e-6)) : nil } ?? 1
         optimizer.update(model.parameters, rates: rates, gradientScale: clipFactor)
-        return StepResult(loss: loss, norm: norm, targets: total, tokens: counts[1], waitSeconds: waiting, communicationSeconds: world.takeCommunicationSeconds())
+        return StepResult(loss: loss, norm: norm, targets: total, tokens: tokens, waitSeconds: waiting, communicationSeconds: world.takeCommunicationSeconds())
     }
 
     /// XXH64 of every parameter (adapters included): equal on all ranks of a healthy run.

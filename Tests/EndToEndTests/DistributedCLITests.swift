@@ -53,8 +53,11 @@ final class DistributedCLITests: XCTestCase {
         assertSameLosses(try losses("one"), try losses("two"), steps: 20)
         XCTAssertLessThan(try weightDifference("one/step-0000020.h5", "two/step-0000020.h5"), 1e-5)
 
-        // LoRA with dropout: each sequence's mask follows its global position, so the split changes nothing.
-        let lora = Micro.loraRecipe(base: "one/step-0000020.h5").replacingOccurrences(of: "\"batch_size\": 4", with: "\"batch_size\": 4, \"gradient_accumulation\": 2")
+        // LoRA with dropout: each sequence's mask follows its global position, so the split changes nothing;
+        // nor does it change the sample average, whose total weight is summed over micro-batches and ranks.
+        let lora = Micro.loraRecipe(base: "one/step-0000020.h5")
+            .replacingOccurrences(of: "\"batch_size\": 4", with: "\"batch_size\": 4, \"gradient_accumulation\": 2")
+            .replacingOccurrences(of: "\"seed\":", with: "\"loss_average\": \"sample\", \"seed\":")
         try lora.write(to: root.appendingPathComponent("lora.json"), atomically: true, encoding: .utf8)
         let loraOne = try CLI.run(["lora", root.appendingPathComponent("lora.json").path, "--set", "checkpoint.dir=lora-one"])
         XCTAssertEqual(loraOne.status, 0, loraOne.error)

@@ -63,6 +63,45 @@ final class ReferenceTests: XCTestCase {
         XCTAssertEqual(visionGrad.array, Array(repeating: 0, count: visionGrad.count), "no image, no vision gradient")
     }
 
+    func testSampleAndSquareAveragesWeighEachSequence() throws {
+        // Each row's own token mean (weights 1 on that row only), then the sample and square averages of
+        // the whole batch: their losses and gradients must be the rows' combined by 1 and by sqrt(targets).
+        let fixture = try Fixture("blip2-crossfreq2", trainable: Set(ModelPart.allCases))
+        let model = fixture.model, batch = fixture.batch, t = batch.sequenceLength, arena = Arena()
+        let targets = batch.targets
+        func run(_ weights: [Float]?) throws -> (loss: Double, grads: [Float]) {
+            var weighted = batch
+            weighted.lossWeights = weights
+            arena.reset()
+            let a = try model.forward(weighted, arena: arena)
+            model.parameters.zeroGrads()
+            model.backward(a, tokens: batch.tokens, arena: arena)
+            let g = model.parameters.grads
+            return (Double(a.loss), Array(UnsafeBufferPointer(start: g.base, count: g.count)))
+        }
+        var rows: [(loss: Double, grads: [Float], count: Double)] = []
+        for row in 0 ..< batch.batchSize {
+            let mask = targets.indices.map { Float($0 / t == row && targets[$0] != ignoreIndex ? 1 : 0) }
+            let (loss, grads) = try run(mask)
+            rows.append((loss, grads, Double(mask.reduce(0, +))))
+        }
+        XCTAssert(Set(rows.map(\.count)).count > 1, "the rows' target counts differ, so the averages differ")
+        for (average, share) in [(LossAverage.sample, { (n: Double) in 1.0 }), (.square, { (n: Double) in n.squareRoot() })] {
+            let (loss, grads) = try run(average.weights(batch))
+            let total = rows.reduce(0) { $0 + share($1.count) }
+            let expected = rows.reduce(0) { $0 + share($1.count) * $1.loss } / total
+            XCTAssertEqual(loss, expected, accuracy: 1e-5 * expected, "\(average) loss")
+            var worst = 0.0, largest = 0.0
+            for i in grads.indices {
+                let g = rows.reduce(0) { $0 + share($1.count) * Double($1.grads[i]) } / total
+                worst = max(worst, abs(Double(grads[i]) - g))
+                largest = max(largest, abs(g))
+            }
+            XCTAssertLessThan(worst, 1e-4 * largest, "\(average) gradients")
+        }
+        XCTAssertNil(LossAverage.token.weights(batch), "the token average needs no weights")
+    }
+
     func testSavedDirectoryRoundTripsBitExactly() throws {
         let model = try Fixture("blip2-crossfreq2", trainable: []).model
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("xtrain-save-\(UUID())")

@@ -100,17 +100,37 @@ final class KernelGradientTests: XCTestCase {
         let logits = Differentiable("logits", randomTensor([5, 21], seed: 17, low: -4, high: 4))
         let targets: [Int32] = [3, ignoreIndex, 20, 0, ignoreIndex]
         let losses = Tensor(zeros: [5]), loss = Tensor(zeros: [1]), dloss = Tensor(zeros: [1])
-        var counted = 0
+        var weight = 0.0
         checkGradients([logits], output: loss, dout: dloss,
                        forward: {
                            let result = crossEntropyForward(losses: losses, logits: logits.value, targets: targets)
                            loss.data[0] = result.loss
-                           counted = result.counted
+                           weight = result.weight
                        },
-                       backward: { crossEntropyBackward(dlogits: logits.grad, logits: logits.value, targets: targets, scale: dloss.data[0] / Float(counted)) })
-        XCTAssertEqual(counted, 3)
+                       backward: { crossEntropyBackward(dlogits: logits.grad, logits: logits.value, targets: targets, scale: dloss.data[0] / Float(weight)) })
+        XCTAssertEqual(weight, 3)
         XCTAssertEqual(losses.data[1], 0)
         XCTAssertEqual(logits.grad.row(4).array, Array(repeating: 0, count: 21), "an ignored row gets no gradient")
+    }
+
+    func testWeightedCrossEntropy() {
+        let logits = Differentiable("logits", randomTensor([5, 21], seed: 19, low: -4, high: 4))
+        let targets: [Int32] = [3, ignoreIndex, 20, 0, 7]
+        let weights: [Float] = [0.5, 9, 0.25, 0.25, 2]
+        let losses = Tensor(zeros: [5]), loss = Tensor(zeros: [1]), dloss = Tensor(zeros: [1])
+        var weight = 0.0
+        checkGradients([logits], output: loss, dout: dloss,
+                       forward: {
+                           let result = crossEntropyForward(losses: losses, logits: logits.value, targets: targets, weights: weights)
+                           loss.data[0] = result.loss
+                           weight = result.weight
+                       },
+                       backward: {
+                           crossEntropyBackward(dlogits: logits.grad, logits: logits.value, targets: targets, weights: weights, scale: dloss.data[0] / Float(weight))
+                       })
+        XCTAssertEqual(weight, 3, "the ignored row's weight does not count")
+        let expected = (0.5 * losses.data[0] + 0.25 * losses.data[2] + 0.25 * losses.data[3] + 2 * losses.data[4]) / 3
+        XCTAssertEqual(loss.data[0], expected, accuracy: 1e-5)
     }
 
     func testCrossEntropyMatchesLogSoftmax() {

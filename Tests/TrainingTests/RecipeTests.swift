@@ -60,6 +60,7 @@ final class RecipeTests: XCTestCase {
         }
         try assertRejected("steps: expected Int") { $0["steps"] = "many" }
         try assertRejected("precision: 'fp16' is not one of fp32, bf16") { $0["precision"] = "fp16" }
+        try assertRejected("loss_average: 'mean' is not one of token, sample, square") { $0["loss_average"] = "mean" }
         try assertRejected("data.length_window: must be at least 1 micro-batch, got 0") { json in
             var d = json["data"] as! [String: Any]
             d["length_window"] = 0
