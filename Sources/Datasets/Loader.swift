@@ -11,12 +11,32 @@ public struct LoaderState: Codable, Equatable, Sendable {
     public var consumed: [Int]
     /// Batches per length window (1, or absent in older checkpoints: no grouping).
     public var lengthWindow: Int?
+    /// The mix the samples are drawn by: each source's share, and the phases' (absent in older checkpoints).
+    public var mix: Mix?
 
-    public init(seed: UInt64, sources: Int, lengthWindow: Int = 1) {
+    public struct Mix: Codable, Equatable, Sendable {
+        public var shares: [Double]
+        public var phases: [Loader.Phase]
+
+        /// The shares of `weights` and of each phase's, so that weights in proportion compare equal.
+        public init(weights: [Double], phases: [Loader.Phase]) {
+            let share = { (w: [Double]) in w.map { $0 / w.reduce(0, +) } }
+            shares = share(weights)
+            self.phases = phases.map { Loader.Phase(untilSample: $0.untilSample, weights: share($0.weights)) }
+        }
+
+        public var description: String {
+            let shares = { (w: [Double]) in "[" + w.map { String(format: "%.3g", $0) }.joined(separator: ", ") + "]" }
+            return "shares \(shares(self.shares))" + phases.map { " (until sample \($0.untilSample): \(shares($0.weights)))" }.joined()
+        }
+    }
+
+    public init(seed: UInt64, sources: Int, lengthWindow: Int = 1, mix: Mix? = nil) {
         self.seed = seed
         samples = 0
         consumed = Array(repeating: 0, count: sources)
         self.lengthWindow = lengthWindow
+        self.mix = mix
     }
 }
 
@@ -70,7 +90,7 @@ public final class Loader {
     typealias Window = (start: Int, batches: [[(pick: (source: Int, record: Int), record: Record?)]], consumed: [Int])
 
     /// A mix of the sources (one weight each, zero allowed, not all zero) for the samples before `untilSample`.
-    public struct Phase: Sendable {
+    public struct Phase: Codable, Equatable, Sendable {
         public let untilSample: Int
         public let weights: [Double]
         public init(untilSample: Int, weights: [Double]) {
@@ -113,14 +133,19 @@ public final class Loader {
         cumulative = Loader.cumulative(weights)
         phaseCumulative = phases.map { Loader.cumulative($0.weights) }
         permutations = Array(repeating: nil, count: sources.count)
-        if let state {
+        let mix = LoaderState.Mix(weights: weights, phases: phases)
+        if var state {
             let saved = state.lengthWindow ?? 1
             guard state.consumed.count == sources.count, state.seed == seed, saved == lengthWindow else {
                 throw DataError("loader: the saved state (seed \(state.seed), \(state.consumed.count) sources, length window \(saved)) does not match this loader (seed \(seed), \(sources.count) sources, length window \(lengthWindow))")
             }
+            if let drawn = state.mix, drawn != mix {
+                throw DataError("loader: the saved state was drawn with the mix \(drawn.description), this loader's is \(mix.description); resuming would draw other samples (start a new run from the checkpoint to change the mix)")
+            }
+            state.mix = mix
             self.state = state
         } else {
-            self.state = LoaderState(seed: seed, sources: sources.count, lengthWindow: lengthWindow)
+            self.state = LoaderState(seed: seed, sources: sources.count, lengthWindow: lengthWindow, mix: mix)
         }
     }
 

@@ -88,9 +88,13 @@ public final class Trainer {
         guard microBatch % world.size == 0 else {
             throw TrainingError("\(loaded.url.path): data.batch_size / gradient_accumulation = \(microBatch) sequences per micro-batch do not split over \(world.size) ranks")
         }
-        loader = try Loader(sources: train, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: microBatch, sequenceLength: r.data.sequenceLength,
-                            seed: r.seed, rank: world.rank, ranks: world.size, lengthWindow: r.lengthWindow, phases: r.loaderPhases,
-                            state: header?.state.loader)
+        do {
+            loader = try Loader(sources: train, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: microBatch, sequenceLength: r.data.sequenceLength,
+                                seed: r.seed, rank: world.rank, ranks: world.size, lengthWindow: r.lengthWindow, phases: r.loaderPhases,
+                                state: header?.state.loader)
+        } catch let error as DataError where header != nil {
+            throw TrainingError("\(header!.url.path): \(error.description)")
+        }
         state = header?.state ?? TrainingState(step: 0, rng: rng.state, loader: loader.state)
         if let header {
             try Checkpoint.restore(header, into: model, optimizer: optimizer)

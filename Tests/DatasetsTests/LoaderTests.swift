@@ -104,6 +104,16 @@ final class LoaderTests: XCTestCase {
         XCTAssertEqual(Set(sources[10...].joined()), [0, 1, 2], "then the loader's weights")
         let resumed = try phased(saved)
         for step in 15 ..< 40 { XCTAssertEqual(identities(try resumed.next()), expected[step], "step \(step)") }
+        // Weights in proportion draw the same stream; another mix or no phase would not, and is refused.
+        let proportional = try Loader(sources: try self.sources(), weights: [4, 2, 2], globalBatch: 6, sequenceLength: 48, seed: 7,
+                                      phases: [Loader.Phase(untilSample: 60, weights: [0, 3, 0])], state: saved)
+        XCTAssertEqual(identities(try proportional.next()), expected[15])
+        for (weights, phases) in [([2.0, 1, 2], [Loader.Phase(untilSample: 60, weights: [0, 1, 0])]), ([2, 1, 1], [])] {
+            XCTAssertThrowsError(try Loader(sources: try self.sources(), weights: weights, globalBatch: 6, sequenceLength: 48, seed: 7, phases: phases,
+                                            state: saved)) { error in
+                XCTAssert("\(error)".contains("mix"), "\(error)")
+            }
+        }
         XCTAssertThrowsError(try Loader(sources: try self.sources(), weights: [1, 1, 1], globalBatch: 6, sequenceLength: 48, seed: 7,
                                         phases: [Loader.Phase(untilSample: 60, weights: [0, 0, 0])]))
     }

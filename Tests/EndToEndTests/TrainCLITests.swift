@@ -28,6 +28,10 @@ final class TrainCLITests: XCTestCase {
         let stopped = try CLI.run(["pretrain", recipe, "--set", "checkpoint.dir=resumed"], environment: ["XTRAIN_FAULT": "checkpoint-done"])
         XCTAssertNotEqual(stopped.status, 0, "killed")
         XCTAssertEqual(Checkpoint.list(root.appendingPathComponent("resumed")).map(\.lastPathComponent), ["step-0000003.h5"])
+        // A changed mix would draw other samples from the same position: refused, naming the checkpoint.
+        let remixed = try CLI.run(["pretrain", recipe, "--set", "checkpoint.dir=resumed", "--set", "data.train.0.weight=3", "--resume"])
+        XCTAssertNotEqual(remixed.status, 0)
+        XCTAssert(remixed.error.contains("step-0000003.h5") && remixed.error.contains("mix"), remixed.error)
         let resumed = try CLI.run(["pretrain", recipe, "--set", "checkpoint.dir=resumed", "--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.error)
         XCTAssert(resumed.output.contains("resumed from"), resumed.output)
