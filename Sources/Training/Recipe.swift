@@ -133,6 +133,14 @@ public struct Recipe: Codable, Sendable {
     public var loaderPhases: [Loader.Phase] {
         (data.schedule ?? []).map { Loader.Phase(untilSample: $0.untilStep * data.batchSize, weights: $0.weights) }
     }
+
+    /// The training loader over `sources` (the `data.train` datasets, opened): micro-batches of
+    /// `data.batch_size / gradient_accumulation` sequences, drawn by the sources' weights and `data.schedule`.
+    public func trainLoader(_ sources: [Dataset], rank: Int = 0, ranks: Int = 1, state: LoaderState? = nil) throws -> Loader {
+        try Loader(sources: sources, weights: data.train.map { $0.weight ?? 1 }, globalBatch: data.batchSize / gradientAccumulation,
+                   sequenceLength: data.sequenceLength, seed: seed, rank: rank, ranks: ranks, lengthWindow: lengthWindow,
+                   phases: loaderPhases, state: state)
+    }
     public var betas: (Double, Double) { (optimizer.betas?[0] ?? 0.9, optimizer.betas?[1] ?? 0.95) }
     public var eps: Double { optimizer.eps ?? 1e-8 }
     public var weightDecay: Double { optimizer.weightDecay ?? 0 }

@@ -89,9 +89,7 @@ public final class Trainer {
             throw TrainingError("\(loaded.url.path): data.batch_size / gradient_accumulation = \(microBatch) sequences per micro-batch do not split over \(world.size) ranks")
         }
         do {
-            loader = try Loader(sources: train, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: microBatch, sequenceLength: r.data.sequenceLength,
-                                seed: r.seed, rank: world.rank, ranks: world.size, lengthWindow: r.lengthWindow, phases: r.loaderPhases,
-                                state: header?.state.loader)
+            loader = try r.trainLoader(train, rank: world.rank, ranks: world.size, state: header?.state.loader)
         } catch let error as DataError where header != nil {
             throw TrainingError("\(header!.url.path): \(error.description)")
         }

@@ -31,8 +31,7 @@ struct BenchData: ParsableCommand {
         print(String(format: "decompression: %.0f MB in %.2f s = %.0f MB/s on one core", Double(bytes) / 1e6, seconds, Double(bytes) / 1e6 / seconds))
 
         let micro = r.data.batchSize / r.gradientAccumulation
-        let loader = try Loader(sources: sources, weights: r.data.train.map { $0.weight ?? 1 }, globalBatch: micro, sequenceLength: r.data.sequenceLength, seed: r.seed,
-                                lengthWindow: r.lengthWindow, phases: r.loaderPhases)
+        let loader = try r.trainLoader(sources)
         _ = try loader.next()
         start = Date()
         var padded = 0, real = 0
