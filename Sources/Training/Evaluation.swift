@@ -14,6 +14,9 @@ public enum Evaluation {
         public let dataset: String
         public let metric: String
         public let value: Double
+        /// The standard error of `value` over the records (their scores' standard deviation / sqrt(n)):
+        /// `value` +- 1.96 of it is the 95% interval. nan when there is no metric or one record.
+        public let standardError: Double
         public let chance: Double?
         public let examples: Int
         public let loss: Double
@@ -34,10 +37,10 @@ public enum Evaluation {
             let loss = try heldOutLoss(model: model, dataset: dataset, records: n, sequenceLength: sequenceLength, batchSize: batchSize)
             let first = try dataset.record(0)
             guard first.kind != .text else {
-                scores.append(Score(dataset: name, metric: "loss only", value: .nan, chance: nil, examples: n, loss: loss, samples: [], misses: [], breakdown: [:]))
+                scores.append(Score(dataset: name, metric: "loss only", value: .nan, standardError: .nan, chance: nil, examples: n, loss: loss, samples: [], misses: [], breakdown: [:]))
                 continue
             }
-            var total = 0.0, chance = 0.0, samples: [String] = [], misses: [String] = [], described = false
+            var total = 0.0, squares = 0.0, chance = 0.0, samples: [String] = [], misses: [String] = [], described = false
             var partRight: [String: Double] = [:], partScored: [String: Double] = [:]
             let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
             for i in 0 ..< n {
@@ -54,6 +57,7 @@ public enum Evaluation {
                     let fraction = score.right.values.reduce(0, +) / score.scored.values.reduce(0, +)
                     if fraction < 1, misses.count < missLimit { misses.append(answered) }
                     total += fraction
+                    squares += fraction * fraction
                     chance += score.chance
                     partRight.merge(score.right, uniquingKeysWith: +)
                     partScored.merge(score.scored, uniquingKeysWith: +)
@@ -62,6 +66,7 @@ public enum Evaluation {
                     let question = asked(tokenizer.render(prompt)), kind = questionKind(question)
                     if right == 0, misses.count < missLimit { misses.append("\"\(question)\": " + answered) }
                     total += right
+                    squares += right * right
                     chance += kind?.chance ?? 0
                     partRight[kind?.kind ?? "other", default: 0] += right
                     partScored[kind?.kind ?? "other", default: 0] += 1
@@ -69,7 +74,8 @@ public enum Evaluation {
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy"
                 : described ? "description attribute accuracy" : "VQA exact match"
-            scores.append(Score(dataset: name, metric: metric, value: total / Double(n), chance: chance / Double(n), examples: n, loss: loss, samples: samples,
+            let mean = total / Double(n), variance = n > 1 ? max(0, squares / Double(n) - mean * mean) * Double(n) / Double(n - 1) : .nan
+            scores.append(Score(dataset: name, metric: metric, value: mean, standardError: (variance / Double(n)).squareRoot(), chance: chance / Double(n), examples: n, loss: loss, samples: samples,
                                 misses: misses, breakdown: partRight.reduce(into: [:]) { $0[$1.key] = $1.value / partScored[$1.key]! }))
         }
         return scores

@@ -39,7 +39,7 @@ struct Eval: ParsableCommand {
         }
         let scores = try Evaluation.run(model: model, datasets: datasets, limit: limit, sequenceLength: length, misses: misses)
         for s in scores {
-            let value = s.value.isNaN ? "-" : String(format: "%.1f%%", 100 * s.value)
+            let value = s.value.isNaN ? "-" : String(format: "%.1f%%", 100 * s.value) + (s.standardError.isNaN ? "" : String(format: " ± %.1f", 196 * s.standardError))
             let chance = s.chance.map { String(format: "%.1f%%", 100 * $0) } ?? "-"
             print("\(s.dataset): \(s.metric) \(value) (chance \(chance)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
             if !s.breakdown.isEmpty {
