@@ -14,8 +14,9 @@ public enum Evaluation {
         public let dataset: String
         public let metric: String
         public let value: Double
-        /// The standard error of `value` over the records (their scores' standard deviation / sqrt(n)):
-        /// `value` +- 1.96 of it is the 95% interval. nan when there is no metric or one record.
+        /// The standard error of `value` over the records (Agresti-Coull: their scores' standard deviation
+        /// with two pseudo-records scoring 1 and two scoring 0, over sqrt(n + 4)): `value` +- 1.96 of it is
+        /// the 95% interval. nan when there is no metric.
         public let standardError: Double
         public let chance: Double?
         public let examples: Int
@@ -74,8 +75,11 @@ public enum Evaluation {
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy"
                 : described ? "description attribute accuracy" : "VQA exact match"
-            let mean = total / Double(n), variance = n > 1 ? max(0, squares / Double(n) - mean * mean) * Double(n) / Double(n - 1) : .nan
-            scores.append(Score(dataset: name, metric: metric, value: mean, standardError: (variance / Double(n)).squareRoot(), chance: chance / Double(n), examples: n, loss: loss, samples: samples,
+            // Agresti-Coull: two pseudo-records scoring 1 and two scoring 0, so that all right or all wrong
+            // still has an interval; for right-or-wrong scores, sqrt(p~ (1 - p~) / (n + 4)).
+            let padded = Double(n + 4), paddedMean = (total + 2) / padded
+            let standardError = ((squares + 2) / padded - paddedMean * paddedMean).squareRoot() / padded.squareRoot()
+            scores.append(Score(dataset: name, metric: metric, value: total / Double(n), standardError: standardError, chance: chance / Double(n), examples: n, loss: loss, samples: samples,
                                 misses: misses, breakdown: partRight.reduce(into: [:]) { $0[$1.key] = $1.value / partScored[$1.key]! }))
         }
         return scores

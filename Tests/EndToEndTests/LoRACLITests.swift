@@ -144,8 +144,9 @@ final class EvalCLITests: XCTestCase {
             XCTAssertEqual(misses.isEmpty, value == 1, "\(score)")
             if score["metric"] as? String == "VQA exact match" {
                 XCTAssertEqual(misses.count, min(2, Int((4 * (1 - value)).rounded())), "\(score)")
-                // Right or wrong per record: the standard error of a proportion over 4 records.
-                XCTAssertEqual(score["standardError"] as? Double ?? -1, (value * (1 - value) / 3).squareRoot(), accuracy: 1e-9, "\(score)")
+                // Right or wrong per record: Agresti-Coull's standard error of a proportion over 4 records.
+                let adjusted = (4 * value + 2) / 8
+                XCTAssertEqual(score["standardError"] as? Double ?? -1, (adjusted * (1 - adjusted) / 8).squareRoot(), accuracy: 1e-9, "\(score)")
                 XCTAssert(misses.allSatisfy { $0.hasPrefix("\"") && $0.contains("?\": generated") }, "\(misses)")
             } else {
                 XCTAssertLessThanOrEqual(misses.count, 2, "\(score)")
