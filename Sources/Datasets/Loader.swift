@@ -14,7 +14,7 @@ public struct LoaderState: Codable, Equatable, Sendable {
     /// The mix the samples are drawn by: each source's share, and the phases' (absent in older checkpoints).
     public var mix: Mix?
 
-    public struct Mix: Codable, Equatable, Sendable {
+    public struct Mix: Codable, Equatable, Sendable, CustomStringConvertible {
         public var shares: [Double]
         public var phases: [Loader.Phase]
 
@@ -140,7 +140,7 @@ public final class Loader {
                 throw DataError("loader: the saved state (seed \(state.seed), \(state.consumed.count) sources, length window \(saved)) does not match this loader (seed \(seed), \(sources.count) sources, length window \(lengthWindow))")
             }
             if let drawn = state.mix, drawn != mix {
-                throw DataError("loader: the saved state was drawn with the mix \(drawn.description), this loader's is \(mix.description); resuming would draw other samples (start a new run from the checkpoint to change the mix)")
+                throw DataError("loader: the saved state was drawn with the mix \(drawn), this loader's is \(mix); resuming would draw other samples (start a new run from the checkpoint to change the mix)")
             }
             state.mix = mix
             self.state = state

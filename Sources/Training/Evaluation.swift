@@ -94,14 +94,14 @@ public enum Evaluation {
     /// Mean next-token loss (over counted targets) of the next `batches` batches of `loader`, no dropout.
     static func meanLoss(model: XComposer, loader: Loader, batches: Int) throws -> Double {
         let arena = Arena()
-        var sum = 0.0, counted = 0.0
+        var sum = 0.0, weight = 0.0
         for _ in 0 ..< batches {
             arena.reset()
             let a = try model.forward(Trainer.modelBatch(try loader.next()), arena: arena)
             sum += Double(a.loss) * a.weight
-            counted += a.weight
+            weight += a.weight
         }
-        return counted > 0 ? sum / counted : 0
+        return weight > 0 ? sum / weight : 0
     }
 
     /// The prompt (up to the first loss target), its images, and the reference answer (loss targets up to

@@ -141,6 +141,7 @@ public struct Recipe: Codable, Sendable {
                    sequenceLength: data.sequenceLength, seed: seed, rank: rank, ranks: ranks, lengthWindow: lengthWindow,
                    phases: loaderPhases, state: state)
     }
+
     public var betas: (Double, Double) { (optimizer.betas?[0] ?? 0.9, optimizer.betas?[1] ?? 0.95) }
     public var eps: Double { optimizer.eps ?? 1e-8 }
     public var weightDecay: Double { optimizer.weightDecay ?? 0 }
