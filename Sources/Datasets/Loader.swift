@@ -40,6 +40,12 @@ public struct LoaderState: Codable, Equatable, Sendable {
     }
 }
 
+/// A saved `LoaderState` that does not fit the loader it is given to (another seed, number of sources,
+/// length window or mix): resuming from it would not continue the same stream.
+public struct LoaderStateMismatch: Error, CustomStringConvertible {
+    public let description: String
+}
+
 /// A batch for one rank: B sequences padded to T tokens (the longest, at most the recipe's length), labels, attention mask, and the images in
 /// reading order, CLIP-normalised.
 public struct LoadedBatch {
@@ -137,10 +143,10 @@ public final class Loader {
         if var state {
             let saved = state.lengthWindow ?? 1
             guard state.consumed.count == sources.count, state.seed == seed, saved == lengthWindow else {
-                throw DataError("loader: the saved state (seed \(state.seed), \(state.consumed.count) sources, length window \(saved)) does not match this loader (seed \(seed), \(sources.count) sources, length window \(lengthWindow))")
+                throw LoaderStateMismatch(description: "loader: the saved state (seed \(state.seed), \(state.consumed.count) sources, length window \(saved)) does not match this loader (seed \(seed), \(sources.count) sources, length window \(lengthWindow))")
             }
             if let drawn = state.mix, drawn != mix {
-                throw DataError("loader: the saved state was drawn with the mix \(drawn), this loader's is \(mix); resuming would draw other samples (start a new run from the checkpoint to change the mix)")
+                throw LoaderStateMismatch(description: "loader: the saved state was drawn with the mix \(drawn), this loader's is \(mix); resuming would draw other samples (start a new run from the checkpoint to change the mix)")
             }
             state.mix = mix
             self.state = state

@@ -90,8 +90,8 @@ public final class Trainer {
         }
         do {
             loader = try r.trainLoader(train, rank: world.rank, ranks: world.size, state: header?.state.loader)
-        } catch let error as DataError where header != nil {
-            throw TrainingError("\(header!.url.path): \(error.description)")
+        } catch let mismatch as LoaderStateMismatch {
+            throw TrainingError("\(header?.url.path ?? loaded.url.path): \(mismatch)")
         }
         state = header?.state ?? TrainingState(step: 0, rng: rng.state, loader: loader.state)
         if let header {
