@@ -20,9 +20,11 @@ public struct Batch {
     public var firstSample: Int
     /// (B*T) the weight of each position's target in the loss (`LossAverage.weights`); nil: 1 each.
     public var lossWeights: [Float]?
+    /// (B) the data source each sequence was drawn from, for losses by source; nil when not known.
+    public var sources: [Int]?
 
     public init(batchSize: Int, sequenceLength: Int, tokens: [Int32], labels: [Int32], attentionMask: [Float]? = nil, images: Tensor? = nil,
-                firstSample: Int = 0, lossWeights: [Float]? = nil) {
+                firstSample: Int = 0, lossWeights: [Float]? = nil, sources: [Int]? = nil) {
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
         self.tokens = tokens
@@ -31,6 +33,7 @@ public struct Batch {
         self.images = images
         self.firstSample = firstSample
         self.lossWeights = lossWeights
+        self.sources = sources
     }
 
     public var imageCount: Int { images?.shape[0] ?? 0 }
@@ -142,6 +145,20 @@ public final class XComposer {
         /// The targets' total weight (their number when unweighted).
         public let weight: Double
         public var logits: Tensor { decoder.logits }
+
+        /// The targets' unweighted losses summed by source, sequence i being from `sources[i]`: 2 x `count`
+        /// entries, source s's loss sum at 2s and its number of targets at 2s + 1.
+        public func lossSums(bySource sources: [Int], count: Int) -> [Double] {
+            let t = targets.count / sources.count
+            var sums = [Double](repeating: 0, count: 2 * count)
+            for (i, source) in sources.enumerated() {
+                for p in i * t ..< (i + 1) * t where targets[p] != ignoreIndex {
+                    sums[2 * source] += Double(decoder.losses.data[p])
+                    sums[2 * source + 1] += 1
+                }
+            }
+            return sums
+        }
     }
 
     /// Checks the batch against the model and returns the placeholder positions in reading order.

@@ -3,6 +3,24 @@ import Foundation
 import Models
 import Tensors
 
+/// Token-mean next-token losses: over all counted targets, and over each data source's (nil for a source
+/// none of whose targets were seen).
+public struct LossesBySource {
+    public let mean: Double
+    public let bySource: [Double?]
+
+    /// From `XComposer.Activations.lossSums` added up: each source's loss sum and target count.
+    init(sums: [Double]) {
+        var sum = 0.0, targets = 0.0
+        for s in stride(from: 0, to: sums.count, by: 2) {
+            sum += sums[s]
+            targets += sums[s + 1]
+        }
+        mean = targets > 0 ? sum / targets : 0
+        bySource = stride(from: 0, to: sums.count, by: 2).map { sums[$0 + 1] > 0 ? sums[$0] / sums[$0 + 1] : nil }
+    }
+}
+
 /// Held-out loss and task metrics on evaluation datasets. The metric follows the records' kind:
 /// captions, and conversations whose first answer is a description ("Describe the image."), are scored by
 /// attribute (the shapes world's colour, shape, size, position and count words), other conversations by
@@ -88,20 +106,21 @@ public enum Evaluation {
     /// Mean next-token loss over the first `records` records, in order.
     static func heldOutLoss(model: XComposer, dataset: Dataset, records: Int, sequenceLength: Int, batchSize: Int) throws -> Double {
         let loader = try Loader(sources: [dataset], weights: [1], globalBatch: batchSize, sequenceLength: sequenceLength, seed: 0, shuffle: false)
-        return try meanLoss(model: model, loader: loader, batches: max(1, records / batchSize))
+        return try meanLoss(model: model, loader: loader, batches: max(1, records / batchSize)).mean
     }
 
-    /// Mean next-token loss (over counted targets) of the next `batches` batches of `loader`, no dropout.
-    static func meanLoss(model: XComposer, loader: Loader, batches: Int) throws -> Double {
-        let arena = Arena()
-        var sum = 0.0, weight = 0.0
+    /// Mean next-token loss (over counted targets) of the next `batches` batches of `loader`, no dropout,
+    /// overall and by source.
+    static func meanLoss(model: XComposer, loader: Loader, batches: Int) throws -> LossesBySource {
+        let arena = Arena(), count = loader.sources.count
+        var sums = [Double](repeating: 0, count: 2 * count)
         for _ in 0 ..< batches {
             arena.reset()
-            let a = try model.forward(Trainer.modelBatch(try loader.next()), arena: arena)
-            sum += Double(a.loss) * a.weight
-            weight += a.weight
+            let batch = Trainer.modelBatch(try loader.next())
+            let a = try model.forward(batch, arena: arena)
+            for (i, sum) in a.lossSums(bySource: batch.sources!, count: count).enumerated() { sums[i] += sum }
         }
-        return weight > 0 ? sum / weight : 0
+        return LossesBySource(sums: sums)
     }
 
     /// The prompt (up to the first loss target), its images, and the reference answer (loss targets up to

@@ -25,7 +25,7 @@ final class MetricsLog {
     }
 
     func append(_ object: [String: Any]) throws {
-        var line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        var line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         line.append(UInt8(ascii: "\n"))
         try handle.write(contentsOf: line)
     }

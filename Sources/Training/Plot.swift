@@ -1,7 +1,7 @@
 import Foundation
 
-/// An SVG chart of a run's metrics.jsonl: training and held-out loss, learning rates, task metrics, each
-/// against the step, one panel apiece.
+/// An SVG chart of a run's metrics.jsonl: training and held-out loss, the held-out loss of each eval
+/// dataset, learning rates, task metrics, each against the step, one panel apiece.
 public enum Plot {
     struct Series {
         let name: String
@@ -12,7 +12,7 @@ public enum Plot {
     public static func svg(metrics url: URL, title: String) throws -> String {
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw TrainingError("\(url.path): cannot read") }
         var loss = Series(name: "training loss", points: []), evalLoss = Series(name: "held-out loss", points: [])
-        var rates: [String: Series] = [:], tasks: [String: Series] = [:]
+        var rates: [String: Series] = [:], tasks: [String: Series] = [:], heldOut: [String: Series] = [:]
         for line in text.split(separator: "\n") {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let step = object["step"] as? Int else { continue }
             let x = Double(step)
@@ -20,8 +20,11 @@ public enum Plot {
             if let l = object["eval_loss"] as? Double { evalLoss.points.append((x, l)) }
             for (part, rate) in object["lr"] as? [String: Double] ?? [:] { rates[part, default: Series(name: "lr \(part)", points: [])].points.append((x, rate)) }
             for (name, value) in object["eval_metrics"] as? [String: Double] ?? [:] { tasks[name, default: Series(name: name, points: [])].points.append((x, 100 * value)) }
+            for (name, value) in object["eval_source_loss"] as? [String: Double] ?? [:] { heldOut[name, default: Series(name: name, points: [])].points.append((x, value)) }
         }
-        var panels = [("loss", [loss, evalLoss].filter { !$0.points.isEmpty }), ("learning rate", rates.values.sorted { $0.name < $1.name })]
+        var panels = [("loss", [loss, evalLoss].filter { !$0.points.isEmpty })]
+        if !heldOut.isEmpty { panels.append(("held-out loss by dataset", heldOut.values.sorted { $0.name < $1.name })) }
+        panels.append(("learning rate", rates.values.sorted { $0.name < $1.name }))
         if !tasks.isEmpty { panels.append(("task metrics (%)", tasks.values.sorted { $0.name < $1.name })) }
         let (width, panelHeight) = (900.0, 240.0)
         var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(panelHeight * Double(panels.count) + 40))\" font-family=\"sans-serif\" font-size=\"11\">\n"

@@ -157,9 +157,21 @@ public final class Trainer {
         return weights.reduce(0.0) { $0 + Double($1) }
     }
 
+    /// Short names of a recipe's datasets for metrics: the last two path components ("vqa/eval"), or the
+    /// paths as written when those repeat.
+    static func datasetNames(_ paths: [String]) -> [String] {
+        let short = paths.map { $0.split(separator: "/").suffix(2).joined(separator: "/") }
+        return Set(short).count == short.count ? short : paths
+    }
+
+    /// The values that are there, by name.
+    static func named(_ values: [Double?], _ names: [String]) -> [String: Double] {
+        Dictionary(uniqueKeysWithValues: zip(names, values).compactMap { name, value in value.map { (name, $0) } })
+    }
+
     static func modelBatch(_ b: LoadedBatch) -> Batch {
         Batch(batchSize: b.batchSize, sequenceLength: b.sequenceLength, tokens: b.tokens, labels: b.labels, attentionMask: b.attentionMask,
-              images: b.images, firstSample: b.firstSample)
+              images: b.images, firstSample: b.firstSample, sources: b.samples.map(\.source))
     }
 
     /// What a finished run reports.
@@ -185,6 +197,7 @@ public final class Trainer {
         let progress = ProgressLine(total: r.steps, every: r.logEvery ?? 10, quiet: quiet || !leader)
         let prefetcher = Prefetcher(loader, depth: 2 * r.gradientAccumulation)
         defer { prefetcher.stop() }
+        let trainNames = Trainer.datasetNames(r.data.train.map(\.path)), evalNames = Trainer.datasetNames((r.data.eval ?? []).map(\.path))
         var losses: [Float] = [], evals: [(Int, Double)] = [], times: [Double] = []
         let start = Date()
         let parts = model.trainable.sorted { $0.rawValue < $1.rawValue }
@@ -206,15 +219,20 @@ public final class Trainer {
                                        "tokens_per_s": Double(result.tokens) / seconds, "samples_per_s": Double(r.data.batchSize) / seconds,
                                        "elapsed_s": Date().timeIntervalSince(start)]
             if world.size > 1 { line["ranks"] = world.size; line["rank_wait_s"] = result.waitSeconds; line["communication_s"] = result.communicationSeconds }
+            if trainNames.count > 1 { line["source_loss"] = Trainer.named(result.sourceLosses.bySource, trainNames) }
             try metrics?.append(line)
             if leader, let e = r.eval, state.step % e.every == 0 || state.step == r.steps {
                 let evalLoss = try evaluate(batches: e.batches)
-                evals.append((state.step, evalLoss))
-                var line: [String: Any] = ["step": state.step, "eval_loss": evalLoss]
-                var report = "step \(state.step): held-out loss \(String(format: "%.4f", evalLoss))"
+                evals.append((state.step, evalLoss.mean))
+                var line: [String: Any] = ["step": state.step, "eval_loss": evalLoss.mean]
+                var report = "step \(state.step): held-out loss \(String(format: "%.4f", evalLoss.mean))"
+                if evalNames.count > 1 {
+                    let bySource = Trainer.named(evalLoss.bySource, evalNames)
+                    line["eval_source_loss"] = bySource
+                    report += " (" + evalNames.compactMap { name in bySource[name].map { String(format: "%@ %.4f", name, $0) } }.joined(separator: ", ") + ")"
+                }
                 if let tasks = e.tasks, tasks > 0 {
-                    let names = (r.data.eval ?? []).map { $0.path.split(separator: "/").suffix(2).joined(separator: "/") }
-                    let scores = try Evaluation.run(model: model, datasets: Array(zip(names, evalSources)).map { (name: $0.0, dataset: $0.1) },
+                    let scores = try Evaluation.run(model: model, datasets: Array(zip(evalNames, evalSources)).map { (name: $0.0, dataset: $0.1) },
                                                     limit: tasks, sequenceLength: r.data.sequenceLength).filter { !$0.value.isNaN }
                     line["eval_metrics"] = Dictionary(uniqueKeysWithValues: scores.map { ("\($0.dataset) \($0.metric)", $0.value) })
                     report += scores.map { String(format: "; %@ %@ %.1f%% (chance %.1f%%)", $0.dataset, $0.metric, 100 * $0.value, 100 * ($0.chance ?? 0)) }.joined()
@@ -243,6 +261,8 @@ public final class Trainer {
         /// Target tokens and real (unpadded) tokens in the step's global batch.
         public let targets: Int
         public let tokens: Int
+        /// The token-mean loss of the step's targets by training source (unweighted by `loss_average`).
+        public let sourceLosses: LossesBySource
         /// Time spent waiting for the slowest rank, and summing the gradients over ranks (0 on one rank).
         public let waitSeconds: Double
         public let communicationSeconds: Double
@@ -264,15 +284,19 @@ public final class Trainer {
                      micro.reduce(0.0) { $0 + Trainer.targetWeight($1) }]
         let sums = try world.sum(local)
         let (total, tokens, totalWeight) = (Int(sums[0]), Int(sums[1]), sums[2])
-        var lossSum = 0.0
+        var lossSum = 0.0, sourceSums = [Double](repeating: 0, count: 2 * loader.sources.count)
         for batch in micro {
             arena.reset()
             let dropout = (model.lora?.dropout ?? 0) > 0 ? rng.nextStream() : nil
             let activations = try model.forward(batch, arena: arena, dropout: dropout)
             lossSum += Double(activations.loss) * activations.weight
+            if let sources = batch.sources {
+                for (i, sum) in activations.lossSums(bySource: sources, count: loader.sources.count).enumerated() { sourceSums[i] += sum }
+            }
             if totalWeight > 0 { model.backward(activations, tokens: batch.tokens, arena: arena, lossScale: Float(activations.weight / totalWeight)) }
         }
-        lossSum = try world.sum([lossSum])[0]
+        let reduced = try world.sum([lossSum] + sourceSums)
+        lossSum = reduced[0]
         // The small reductions above also wait for the slowest rank; the gradient sum alone is transfer.
         let waiting = world.takeCommunicationSeconds()
         try world.sum(model.parameters.grads.base, count: model.parameters.grads.count)
@@ -286,7 +310,8 @@ public final class Trainer {
         // Global-norm clipping: AdamW reads the gradients times this factor.
         let clipFactor = recipe.recipe.optimizer.gradClip.flatMap { norm > $0 ? Float($0 / (norm + 1e-6)) : nil } ?? 1
         optimizer.update(model.parameters, rates: rates, gradientScale: clipFactor)
-        return StepResult(loss: loss, norm: norm, targets: total, tokens: tokens, waitSeconds: waiting, communicationSeconds: world.takeCommunicationSeconds())
+        return StepResult(loss: loss, norm: norm, targets: total, tokens: tokens, sourceLosses: LossesBySource(sums: Array(reduced.dropFirst())),
+                          waitSeconds: waiting, communicationSeconds: world.takeCommunicationSeconds())
     }
 
     /// XXH64 of every parameter (adapters included): equal on all ranks of a healthy run.
@@ -296,8 +321,9 @@ public final class Trainer {
         return hasher.finalize()
     }
 
-    /// Mean next-token loss over the first `batches` batches of the eval data (always the same batches).
-    public func evaluate(batches: Int) throws -> Double {
+    /// Mean next-token loss over the first `batches` batches of the eval data (always the same batches),
+    /// overall and by eval source.
+    public func evaluate(batches: Int) throws -> LossesBySource {
         let r = recipe.recipe
         let loader = try Loader(sources: evalSources, weights: (r.data.eval ?? []).map { $0.weight ?? 1 },
                                 globalBatch: r.data.batchSize / r.gradientAccumulation, sequenceLength: r.data.sequenceLength, seed: r.seed, shuffle: false)
