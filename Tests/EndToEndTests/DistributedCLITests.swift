@@ -24,6 +24,17 @@ final class DistributedCLITests: XCTestCase {
         }
     }
 
+    /// Each step's `source_loss` in a run's metrics.jsonl.
+    private func sourceLosses(_ run: String) throws -> [Int: [String: Double]] {
+        let text = try String(contentsOf: root.appendingPathComponent(run).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        var out: [Int: [String: Double]] = [:]
+        for line in text.split(separator: "\n") {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            if let losses = object["source_loss"] as? [String: Double] { out[object["step"] as! Int] = losses }
+        }
+        return out
+    }
+
     /// Largest difference between two checkpoints' weights, relative to the largest weight.
     private func weightDifference(_ a: String, _ b: String) throws -> Float {
         let x = try Checkpoint.model(root.appendingPathComponent(a)).model.parameters.values
@@ -51,6 +62,13 @@ final class DistributedCLITests: XCTestCase {
         XCTAssert(two.output.contains("over 2 ranks"), two.output)
         XCTAssertEqual(two.output.components(separatedBy: "done in").count, 2, "rank 0 alone reports")
         assertSameLosses(try losses("one"), try losses("two"), steps: 20)
+        // The losses by dataset are summed over ranks in the step's reduction.
+        let (oneBySource, twoBySource) = (try sourceLosses("one"), try sourceLosses("two"))
+        XCTAssertEqual(oneBySource.count, 20)
+        for (step, bySource) in oneBySource {
+            XCTAssertEqual(Set(bySource.keys), Set(twoBySource[step]?.keys.map { $0 } ?? []), "step \(step)")
+            for (name, loss) in bySource { XCTAssertEqual(twoBySource[step]?[name] ?? .nan, loss, accuracy: 1e-5 * abs(loss), "step \(step) \(name)") }
+        }
         XCTAssertLessThan(try weightDifference("one/step-0000020.h5", "two/step-0000020.h5"), 1e-5)
 
         // LoRA with dropout: each sequence's mask follows its global position, so the split changes nothing;
