@@ -157,11 +157,12 @@ public final class Trainer {
         return weights.reduce(0.0) { $0 + Double($1) }
     }
 
-    /// Short names of a recipe's datasets for metrics: the last two path components ("vqa/eval"), or the
-    /// paths as written when those repeat.
+    /// Distinct names of a recipe's datasets for metrics: the last two path components ("vqa/eval"), or
+    /// the paths as written when those repeat, numbered when the paths repeat too.
     static func datasetNames(_ paths: [String]) -> [String] {
         let short = paths.map { $0.split(separator: "/").suffix(2).joined(separator: "/") }
-        return Set(short).count == short.count ? short : paths
+        if Set(short).count == short.count { return short }
+        return Set(paths).count == paths.count ? paths : paths.enumerated().map { "\($0.offset): \($0.element)" }
     }
 
     /// The values that are there, by name.

@@ -39,4 +39,10 @@ final class EvaluationTests: XCTestCase {
                        "Is there a red square?")
         XCTAssertEqual(Evaluation.asked("<s><image>"), "", "a caption prompt has no question")
     }
+
+    func testDatasetNamesAreDistinct() {
+        XCTAssertEqual(Trainer.datasetNames(["../Data/shapes/vqa/eval", "../Data/shapes/captions/eval"]), ["vqa/eval", "captions/eval"])
+        XCTAssertEqual(Trainer.datasetNames(["a/vqa/eval", "b/vqa/eval"]), ["a/vqa/eval", "b/vqa/eval"])
+        XCTAssertEqual(Trainer.datasetNames(["a/vqa/eval", "a/vqa/eval"]), ["0: a/vqa/eval", "1: a/vqa/eval"])
+    }
 }
