@@ -149,7 +149,8 @@ public final class XComposer {
         /// The targets' unweighted losses summed by source, sequence i being from `sources[i]`: 2 x `count`
         /// entries, source s's loss sum at 2s and its number of targets at 2s + 1.
         public func lossSums(bySource sources: [Int], count: Int) -> [Double] {
-            let t = targets.count / sources.count
+            let (b, t) = (decoder.logits.shape[0], decoder.logits.shape[1])
+            precondition(sources.count == b, "lossSums: \(sources.count) sources for a batch of \(b)")
             var sums = [Double](repeating: 0, count: 2 * count)
             for (i, source) in sources.enumerated() {
                 for p in i * t ..< (i + 1) * t where targets[p] != ignoreIndex {
