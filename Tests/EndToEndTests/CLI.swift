@@ -121,16 +121,23 @@ enum Micro {
     }
 }
 
-/// The training loss of each step in a run directory's metrics.jsonl.
-func trainingLosses(_ run: URL) throws -> [Int: Double] {
-    let text = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-    var out: [Int: Double] = [:]
-    for line in text.split(separator: "\n") {
-        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-        if let loss = object["loss"] as? Double { out[object["step"] as! Int] = loss }
+/// The lines of a run directory's metrics.jsonl, as JSON objects.
+func metricsLines(_ run: URL) throws -> [[String: Any]] {
+    try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+}
+
+/// Each step's `key` in a run directory's metrics.jsonl, for the lines that have it.
+func stepValues<Value>(_ run: URL, _ key: String) throws -> [Int: Value] {
+    var out: [Int: Value] = [:]
+    for object in try metricsLines(run) {
+        if let value = object[key] as? Value { out[object["step"] as! Int] = value }
     }
     return out
 }
+
+/// The training loss of each step in a run directory's metrics.jsonl.
+func trainingLosses(_ run: URL) throws -> [Int: Double] { try stepValues(run, "loss") }
 
 /// Bit-for-bit equality of two weight arrays, reporting the first difference instead of the arrays.
 func assertSameBits(_ a: [UInt32], _ b: [UInt32], _ what: String, file: StaticString = #filePath, line: UInt = #line) {

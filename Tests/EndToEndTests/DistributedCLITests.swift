@@ -25,15 +25,7 @@ final class DistributedCLITests: XCTestCase {
     }
 
     /// Each step's `source_loss` in a run's metrics.jsonl.
-    private func sourceLosses(_ run: String) throws -> [Int: [String: Double]] {
-        let text = try String(contentsOf: root.appendingPathComponent(run).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-        var out: [Int: [String: Double]] = [:]
-        for line in text.split(separator: "\n") {
-            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            if let losses = object["source_loss"] as? [String: Double] { out[object["step"] as! Int] = losses }
-        }
-        return out
-    }
+    private func sourceLosses(_ run: String) throws -> [Int: [String: Double]] { try stepValues(root.appendingPathComponent(run), "source_loss") }
 
     /// Largest difference between two checkpoints' weights, relative to the largest weight.
     private func weightDifference(_ a: String, _ b: String) throws -> Float {

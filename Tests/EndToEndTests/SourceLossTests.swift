@@ -80,8 +80,7 @@ final class SourceLossTests: XCTestCase {
         let run = try CLI.run(["pretrain", root.appendingPathComponent("recipe.json").path])
         XCTAssertEqual(run.status, 0, run.error)
         XCTAssert(run.output.range(of: #"step 2: held-out loss \d\.\d{4} \(captions/eval \d\.\d{4}, text/eval \d\.\d{4}\)"#, options: .regularExpression) != nil, run.output)
-        let lines = try String(contentsOf: root.appendingPathComponent("run/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
-            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let lines = try metricsLines(root.appendingPathComponent("run"))
         let steps = lines.filter { $0["loss"] != nil }, evals = lines.filter { $0["eval_loss"] != nil }
         XCTAssertEqual(steps.count, 4)
         XCTAssertEqual(evals.count, 2)

@@ -89,10 +89,7 @@ final class TrainCLITests: XCTestCase {
     func testHeldOutLossFalls() throws {
         let run = try CLI.run(["pretrain", recipe, "--set", "steps=80", "--set", "checkpoint.every=40", "--set", "eval.every=40", "--set", "eval.batches=4"])
         XCTAssertEqual(run.status, 0, run.error)
-        let text = try String(contentsOf: root.appendingPathComponent("run/metrics.jsonl"), encoding: .utf8)
-        let evals = text.split(separator: "\n").compactMap { line -> Double? in
-            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["eval_loss"] as? Double
-        }
+        let evals = try metricsLines(root.appendingPathComponent("run")).compactMap { $0["eval_loss"] as? Double }
         XCTAssertEqual(evals.count, 2)
         let first = try losses("run")[1]!
         XCTAssertLessThan(evals[1], first * 0.8, "held-out loss \(evals) well below the first training loss \(first)")
