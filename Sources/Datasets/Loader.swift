@@ -62,6 +62,9 @@ public struct LoadedBatch {
     public let firstSample: Int
     /// Tokens that count for the loss (before the shift).
     public let labelledTokens: Int
+    /// (B) each sequence's loss targets that were cut off with its record's tail (past the sequence length,
+    /// or in and after an image that did not fit): data the recipe's `sequence_length` loses.
+    public let cutTargets: [Int]
     /// The loader's state after this batch: save it with a checkpoint taken after this step.
     public let state: LoaderState
 }
@@ -255,9 +258,10 @@ public final class Loader {
                 if r.loss[j] { labels[i * t + j] = r.tokens[j]; labelled += 1 }
             }
         }
+        let cut = zip(records, lengths).map { r, length in r.loss[length...].filter { $0 }.count }
         return LoadedBatch(batchSize: b, sequenceLength: t, tokens: tokens, labels: labels, attentionMask: mask,
                            images: images.isEmpty ? nil : Loader.normalize(images, side: side), samples: samples, firstSample: firstSample,
-                           labelledTokens: labelled, state: state)
+                           labelledTokens: labelled, cutTargets: cut, state: state)
     }
 
     /// CLIP's normalisation: (x / 255 - mean) / std per channel, HWC bytes to (n, 3, S, S) floats.

@@ -199,7 +199,7 @@ public final class Trainer {
         let prefetcher = Prefetcher(loader, depth: 2 * r.gradientAccumulation)
         defer { prefetcher.stop() }
         let trainNames = Trainer.datasetNames(r.data.train.map(\.path)), evalNames = Trainer.datasetNames((r.data.eval ?? []).map(\.path))
-        var losses: [Float] = [], evals: [(Int, Double)] = [], times: [Double] = []
+        var losses: [Float] = [], evals: [(Int, Double)] = [], times: [Double] = [], warnedCut = false
         let start = Date()
         let parts = model.trainable.sorted { $0.rawValue < $1.rawValue }
         while state.step < r.steps {
@@ -221,6 +221,12 @@ public final class Trainer {
                                        "elapsed_s": Date().timeIntervalSince(start)]
             if world.size > 1 { line["ranks"] = world.size; line["rank_wait_s"] = result.waitSeconds; line["communication_s"] = result.communicationSeconds }
             if trainNames.count > 1 { line["source_loss"] = Trainer.named(result.sourceLosses.bySource, trainNames) }
+            let cut = Int(try world.sum([Double(micro.reduce(0) { $0 + $1.cutTargets.reduce(0, +) })])[0])
+            if cut > 0 {
+                line["cut_targets"] = cut
+                if !warnedCut { progress.message(cutWarning(step: state.step, cut: cut, micro: micro, names: trainNames)) }
+                warnedCut = true
+            }
             try metrics?.append(line)
             if leader, let e = r.eval, state.step % e.every == 0 || state.step == r.steps {
                 let evalLoss = try evaluate(batches: e.batches)
@@ -252,6 +258,16 @@ public final class Trainer {
         }
         progress.finish()
         return Summary(losses: losses, stepSeconds: times, evalLosses: evals, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// The warning of the first step whose records lost loss targets to the sequence length, naming one
+    /// such record of this rank's when it has one.
+    func cutWarning(step: Int, cut: Int, micro: [LoadedBatch], names: [String]) -> String {
+        var text = "warning: step \(step): \(cut) loss targets were past data.sequence_length \(recipe.recipe.data.sequenceLength) and were cut off with their records' tails"
+        if let batch = micro.first(where: { $0.cutTargets.contains { $0 > 0 } }), let i = batch.cutTargets.firstIndex(where: { $0 > 0 }) {
+            text += " (\(names[batch.samples[i].source]) record \(batch.samples[i].record) lost \(batch.cutTargets[i]))"
+        }
+        return text + "; metrics.jsonl counts them per step as cut_targets"
     }
 
     /// What one optimizer step did, over all ranks.

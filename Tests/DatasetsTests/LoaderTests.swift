@@ -155,6 +155,13 @@ final class LoaderTests: XCTestCase {
         // "<s>Image 1: " is 10 tokens, so the first image (8 placeholders) fits and the second does not.
         XCTAssertEqual(batch.images?.shape[0], 2)
         XCTAssertEqual(batch.tokens.filter { $0 == 3 }.count, 16)
+        // Each record's answer is past the 20 tokens: all its loss targets are cut, and counted.
+        for (i, sample) in batch.samples.enumerated() {
+            XCTAssertEqual(batch.cutTargets[i], try selection.record(sample.record).loss.filter { $0 }.count)
+            XCTAssertGreaterThan(batch.cutTargets[i], 0)
+        }
+        XCTAssertEqual(batch.labelledTokens, 0)
+        XCTAssertEqual(try loader(length: 4096).next().cutTargets, [Int](repeating: 0, count: 6), "nothing cut when records fit")
     }
 
     func testPrefetcherGivesTheSameBatches() throws {

@@ -86,6 +86,19 @@ final class TrainCLITests: XCTestCase {
         XCTAssert(missing.error.contains("nowhere.h5: no such file"), missing.error)
     }
 
+    func testCutTargetsAreReported() throws {
+        // The micro recipe's 48 tokens cut the captions' and passages' tails, loss targets with them.
+        let run = try CLI.run(["pretrain", recipe])
+        XCTAssertEqual(run.status, 0, run.error)
+        let warnings = run.output.components(separatedBy: "\n").filter { $0.hasPrefix("warning: step ") }
+        XCTAssertEqual(warnings.count, 1, "warned once: \(run.output)")
+        XCTAssert(warnings[0].range(of: #"^warning: step \d+: \d+ loss targets were past data.sequence_length 48 and were cut off with their records' tails \((captions|text)/train record \d+ lost \d+\); metrics.jsonl counts them per step as cut_targets$"#,
+                                    options: .regularExpression) != nil, warnings[0])
+        let cut: [Int: Int] = try stepValues(root.appendingPathComponent("run"), "cut_targets")
+        XCTAssertFalse(cut.isEmpty)
+        XCTAssert(cut.values.allSatisfy { $0 > 0 })
+    }
+
     func testHeldOutLossFalls() throws {
         let run = try CLI.run(["pretrain", recipe, "--set", "steps=80", "--set", "checkpoint.every=40", "--set", "eval.every=40", "--set", "eval.batches=4"])
         XCTAssertEqual(run.status, 0, run.error)
