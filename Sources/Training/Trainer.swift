@@ -206,7 +206,7 @@ public final class Trainer {
             let stepStart = Date()
             let rates = Dictionary(uniqueKeysWithValues: parts.map { ($0, schedule.rate(step: state.step, peak: r.peakLearningRates[$0]!)) })
             let micro = try (0 ..< r.gradientAccumulation).map { _ in try prefetcher.next() }
-            let result = try step(micro.map(Trainer.modelBatch), rates: rates)
+            let result = try step(micro.map(Trainer.modelBatch), rates: rates, cutTargets: micro.reduce(0) { $0 + $1.cutTargets.reduce(0, +) })
             faultPoint("step")
             state.step += 1
             state.loader = micro.last!.state
@@ -221,10 +221,9 @@ public final class Trainer {
                                        "elapsed_s": Date().timeIntervalSince(start)]
             if world.size > 1 { line["ranks"] = world.size; line["rank_wait_s"] = result.waitSeconds; line["communication_s"] = result.communicationSeconds }
             if trainNames.count > 1 { line["source_loss"] = Trainer.named(result.sourceLosses.bySource, trainNames) }
-            let cut = Int(try world.sum([Double(micro.reduce(0) { $0 + $1.cutTargets.reduce(0, +) })])[0])
-            if cut > 0 {
-                line["cut_targets"] = cut
-                if !warnedCut { progress.message(cutWarning(step: state.step, cut: cut, micro: micro, names: trainNames)) }
+            if result.cutTargets > 0 {
+                line["cut_targets"] = result.cutTargets
+                if !warnedCut { progress.message(cutWarning(step: state.step, cut: result.cutTargets, micro: micro, names: trainNames)) }
                 warnedCut = true
             }
             try metrics?.append(line)
@@ -278,6 +277,8 @@ public final class Trainer {
         /// Target tokens and real (unpadded) tokens in the step's global batch.
         public let targets: Int
         public let tokens: Int
+        /// Loss targets the loader cut off with their records' tails (past the sequence length).
+        public let cutTargets: Int
         /// The token-mean loss of the step's targets by training source (unweighted by `loss_average`).
         public let sourceLosses: LossesBySource
         /// Time spent waiting for the slowest rank, and summing the gradients over ranks (0 on one rank).
@@ -289,7 +290,8 @@ public final class Trainer {
     /// backward of each, each weighted by its share of the total target weight of the whole step on all
     /// ranks (`loss_average`), the gradients summed over ranks, then clipping and the AdamW update. A
     /// non-finite loss or gradient norm stops before the update (on every rank alike: both are global).
-    public func step(_ micro: [Batch], rates: [ModelPart: Double]) throws -> StepResult {
+    /// `cutTargets`: this rank's loss targets that the loader cut off, summed over ranks for the result.
+    public func step(_ micro: [Batch], rates: [ModelPart: Double], cutTargets: Int = 0) throws -> StepResult {
         model.parameters.zeroGrads()
         let average = recipe.recipe.lossAveraging
         let micro = micro.map { batch in
@@ -298,9 +300,9 @@ public final class Trainer {
             return batch
         }
         let local = [Double(micro.reduce(0) { $0 + Trainer.targetCount($1) }), Double(micro.reduce(0) { $0 + Int($1.attentionMask.reduce(0, +)) }),
-                     micro.reduce(0.0) { $0 + Trainer.targetWeight($1) }]
+                     micro.reduce(0.0) { $0 + Trainer.targetWeight($1) }, Double(cutTargets)]
         let sums = try world.sum(local)
-        let (total, tokens, totalWeight) = (Int(sums[0]), Int(sums[1]), sums[2])
+        let (total, tokens, totalWeight, cut) = (Int(sums[0]), Int(sums[1]), sums[2], Int(sums[3]))
         var lossSum = 0.0, sourceSums = [Double](repeating: 0, count: 2 * loader.sources.count)
         for batch in micro {
             arena.reset()
@@ -327,7 +329,7 @@ public final class Trainer {
         // Global-norm clipping: AdamW reads the gradients times this factor.
         let clipFactor = recipe.recipe.optimizer.gradClip.flatMap { norm > $0 ? Float($0 / (norm + 1e-6)) : nil } ?? 1
         optimizer.update(model.parameters, rates: rates, gradientScale: clipFactor)
-        return StepResult(loss: loss, norm: norm, targets: total, tokens: tokens, sourceLosses: LossesBySource(sums: Array(reduced.dropFirst())),
+        return StepResult(loss: loss, norm: norm, targets: total, tokens: tokens, cutTargets: cut, sourceLosses: LossesBySource(sums: Array(reduced.dropFirst())),
                           waitSeconds: waiting, communicationSeconds: world.takeCommunicationSeconds())
     }
 

@@ -61,6 +61,10 @@ final class DistributedCLITests: XCTestCase {
             XCTAssertEqual(Set(bySource.keys), Set(twoBySource[step]?.keys.map { $0 } ?? []), "step \(step)")
             for (name, loss) in bySource { XCTAssertEqual(twoBySource[step]?[name] ?? .nan, loss, accuracy: 1e-5 * abs(loss), "step \(step) \(name)") }
         }
+        // So are the loss targets cut by the sequence length (the micro recipe's 48 tokens cut captions).
+        let oneCut: [Int: Int] = try stepValues(root.appendingPathComponent("one"), "cut_targets")
+        XCTAssertFalse(oneCut.isEmpty)
+        XCTAssertEqual(oneCut, try stepValues(root.appendingPathComponent("two"), "cut_targets"))
         XCTAssertLessThan(try weightDifference("one/step-0000020.h5", "two/step-0000020.h5"), 1e-5)
 
         // LoRA with dropout: each sequence's mask follows its global position, so the split changes nothing;
