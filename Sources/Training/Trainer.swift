@@ -343,10 +343,14 @@ public final class Trainer {
     /// Mean next-token loss over the first `batches` batches of the eval data (always the same batches),
     /// overall and by eval source.
     public func evaluate(batches: Int) throws -> LossesBySource {
+        try Evaluation.meanLoss(model: model, loader: evalLoader(), batches: batches)
+    }
+
+    /// The eval data from its start, in order: micro-batches as training's, drawn by the eval weights.
+    func evalLoader() throws -> Loader {
         let r = recipe.recipe
-        let loader = try Loader(sources: evalSources, weights: (r.data.eval ?? []).map { $0.weight ?? 1 },
-                                globalBatch: r.data.batchSize / r.gradientAccumulation, sequenceLength: r.data.sequenceLength, seed: r.seed, shuffle: false)
-        return try Evaluation.meanLoss(model: model, loader: loader, batches: batches)
+        return try Loader(sources: evalSources, weights: (r.data.eval ?? []).map { $0.weight ?? 1 },
+                          globalBatch: r.data.batchSize / r.gradientAccumulation, sequenceLength: r.data.sequenceLength, seed: r.seed, shuffle: false)
     }
 }
 

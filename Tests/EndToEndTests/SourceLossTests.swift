@@ -62,9 +62,7 @@ final class SourceLossTests: XCTestCase {
         let trainer = try Trainer(recipe: loaded, resume: .no, log: { _ in })
         let r = loaded.recipe
         // The held-out loss: the eval loader's first two batches, as `evaluate` draws them.
-        let eval = try (r.data.eval ?? []).map { try Dataset(loaded.resolve($0.path)) }
-        let evalLoader = try Loader(sources: eval, weights: [1, 1], globalBatch: r.data.batchSize / r.gradientAccumulation,
-                                    sequenceLength: r.data.sequenceLength, seed: r.seed, shuffle: false)
+        let evalLoader = try trainer.evalLoader()
         let evalBatches = try (0 ..< 2).map { _ in Trainer.modelBatch(try evalLoader.next()) }
         assertMatches(try trainer.evaluate(batches: 2), try bySequence(trainer.model, evalBatches, sources: 2), "held-out")
         // A step's training loss by source, over both micro-batches (gradient accumulation 2), before its update.
