@@ -134,14 +134,17 @@ public enum ShapesDataset {
 
         /// The datasets' `generator`.
         public var generator: String { "shapes \(name) \(format)" }
+
+        /// The number of records in `split` ("train" or "eval") at `scale`.
+        public func records(_ split: String, scale: Double) -> Int { max(1, Int(Double(split == "train" ? train : eval) * scale)) }
     }
 
     /// The tasks, their sizes (records in train and eval) and formats.
     public static let tasks = [
         Task(name: "captions", train: 12000, eval: 400, format: 2),
-        Task(name: "vqa", train: 12000, eval: 400),
+        Task(name: "vqa", train: 12000, eval: 2000),
         Task(name: "instruct", train: 4000, eval: 200, format: 2),
-        Task(name: "selection", train: 6000, eval: 300),
+        Task(name: "selection", train: 6000, eval: 1500),
         Task(name: "text", train: 6000, eval: 200, format: 2),
     ]
 
@@ -188,8 +191,8 @@ public enum ShapesDataset {
                                 progress: (String, Int, Int) -> Void = { _, _, _ in }) throws {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for (t, task) in tasks.enumerated() where chosen.contains(where: { $0.name == task.name }) {
-            for (split, count, splitSeed) in [("train", task.train, seed), ("eval", task.eval, seed + 1000)] {
-                let n = max(1, Int(Double(count) * scale))
+            for (split, splitSeed) in [("train", seed), ("eval", seed + 1000)] {
+                let n = task.records(split, scale: scale)
                 let name = "\(task.name)/\(split)"
                 let directory = root.appendingPathComponent(task.name).appendingPathComponent(split)
                 try FileManager.default.createDirectory(at: directory.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -58,7 +58,7 @@ struct DataSynth: ParsableCommand {
     @Option(help: "Image side in pixels (224 for CLIP-sized models; smaller only for tests).")
     var imageSize = 224
 
-    @Flag(help: "Only make the tasks whose train and eval datasets are not there yet with this tokenizer and the current format (the same records as a full run).")
+    @Flag(help: "Only make the tasks whose train and eval datasets are not there yet with this tokenizer, the current format and size (the same records as a full run).")
     var ifMissing = false
 
     @Option(help: "'byte': one token per byte; 'bpe': a byte-level BPE trained on the shapes texts (a word is one token); or a Hugging Face tokenizer.json or SentencePiece .model.")
@@ -76,7 +76,7 @@ struct DataSynth: ParsableCommand {
         let complete = { (task: ShapesDataset.Task) in ["train", "eval"].allSatisfy {
             let index = root.appendingPathComponent("\(task.name)/\($0)/index.json")
             let made = try? JSONDecoder().decode(DatasetIndex.self, from: Data(contentsOf: index))
-            return made?.tokenizer.identity == chosen.identity && made?.generator == task.generator
+            return made?.tokenizer.identity == chosen.identity && made?.generator == task.generator && made?.records == task.records($0, scale: scale)
         } }
         let tasks = ifMissing ? ShapesDataset.tasks.filter { !complete($0) } : ShapesDataset.tasks
         if tasks.isEmpty {
@@ -86,7 +86,7 @@ struct DataSynth: ParsableCommand {
         for task in tasks where ifMissing {
             let directory = root.appendingPathComponent(task.name)
             guard FileManager.default.fileExists(atPath: directory.path) else { continue }
-            print("\(directory.path): incomplete, or made with another tokenizer or an older format; made again")
+            print("\(directory.path): incomplete, or made with another tokenizer, format or size; made again")
             try FileManager.default.removeItem(at: directory)
         }
         var progress: (name: String, bar: Progress)?

@@ -24,7 +24,8 @@ final class DataCLITests: XCTestCase {
         XCTAssert(lines[0].contains("shard-00000.zst"), run.error)
     }
 
-    /// `synth --if-missing` leaves complete tasks alone and makes again a task written in an older format.
+    /// `synth --if-missing` leaves complete tasks alone and makes again a task written in an older format or
+    /// with another number of records.
     func testSynthIfMissingRemakesAnOlderFormat() throws {
         let data = root.appendingPathComponent("data")
         let synth = ["data", "synth", "shapes", "--out", data.path, "--queries", "4", "--scale", "0.01", "--image-size", "28", "--if-missing"]
@@ -35,10 +36,17 @@ final class DataCLITests: XCTestCase {
         XCTAssertEqual(fields["generator"] as? String, generator)
         fields["generator"] = nil
         try JSONSerialization.data(withJSONObject: fields).write(to: index)
+        let vqaIndex = data.appendingPathComponent("vqa/eval/index.json")
+        var vqaFields = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: vqaIndex)) as? [String: Any])
+        let vqaRecords = try XCTUnwrap(vqaFields["records"] as? Int)
+        vqaFields["records"] = vqaRecords - 1
+        try JSONSerialization.data(withJSONObject: vqaFields).write(to: vqaIndex)
         let run = try CLI.run(synth)
         XCTAssertEqual(run.status, 0, run.error)
-        XCTAssert(run.output.contains("selection: incomplete, or made with another tokenizer or an older format; made again"), run.output)
+        XCTAssert(run.output.contains("selection: incomplete, or made with another tokenizer, format or size; made again"), run.output)
+        XCTAssert(run.output.contains("vqa: incomplete, or made with another tokenizer, format or size; made again"), run.output)
         XCTAssertFalse(run.output.contains("captions:"), run.output)
+        XCTAssertEqual(try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: vqaIndex)) as? [String: Any])["records"] as? Int, vqaRecords)
         let remade = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: index)) as? [String: Any])
         XCTAssertEqual(remade["generator"] as? String, generator)
     }
