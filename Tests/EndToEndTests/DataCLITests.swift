@@ -26,7 +26,7 @@ final class DataCLITests: XCTestCase {
 
     /// `synth --if-missing` leaves complete tasks alone and makes again a task written in an older format or
     /// with another number of records.
-    func testSynthIfMissingRemakesAnOlderFormat() throws {
+    func testSynthIfMissingRemakesAnOlderFormatOrSize() throws {
         let data = root.appendingPathComponent("data")
         let synth = ["data", "synth", "shapes", "--out", data.path, "--queries", "4", "--scale", "0.01", "--image-size", "28", "--if-missing"]
         XCTAssert(try CLI.run(synth).output.contains("already there"))
