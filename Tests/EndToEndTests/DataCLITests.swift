@@ -30,14 +30,17 @@ final class DataCLITests: XCTestCase {
         let data = root.appendingPathComponent("data")
         let synth = ["data", "synth", "shapes", "--out", data.path, "--queries", "4", "--scale", "0.01", "--image-size", "28", "--if-missing"]
         XCTAssert(try CLI.run(synth).output.contains("already there"))
+        func fields(_ index: URL) throws -> [String: Any] {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: index)) as? [String: Any])
+        }
         let index = data.appendingPathComponent("selection/eval/index.json")
-        var fields = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: index)) as? [String: Any])
+        var selectionFields = try fields(index)
         let generator = try XCTUnwrap(ShapesDataset.tasks.first { $0.name == "selection" }).generator
-        XCTAssertEqual(fields["generator"] as? String, generator)
-        fields["generator"] = nil
-        try JSONSerialization.data(withJSONObject: fields).write(to: index)
+        XCTAssertEqual(selectionFields["generator"] as? String, generator)
+        selectionFields["generator"] = nil
+        try JSONSerialization.data(withJSONObject: selectionFields).write(to: index)
         let vqaIndex = data.appendingPathComponent("vqa/eval/index.json")
-        var vqaFields = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: vqaIndex)) as? [String: Any])
+        var vqaFields = try fields(vqaIndex)
         let vqaRecords = try XCTUnwrap(vqaFields["records"] as? Int)
         vqaFields["records"] = vqaRecords - 1
         try JSONSerialization.data(withJSONObject: vqaFields).write(to: vqaIndex)
@@ -46,8 +49,8 @@ final class DataCLITests: XCTestCase {
         XCTAssert(run.output.contains("selection: incomplete, or made with another tokenizer, format or size; made again"), run.output)
         XCTAssert(run.output.contains("vqa: incomplete, or made with another tokenizer, format or size; made again"), run.output)
         XCTAssertFalse(run.output.contains("captions:"), run.output)
-        XCTAssertEqual(try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: vqaIndex)) as? [String: Any])["records"] as? Int, vqaRecords)
-        let remade = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: index)) as? [String: Any])
+        XCTAssertEqual(try fields(vqaIndex)["records"] as? Int, vqaRecords)
+        let remade = try fields(index)
         XCTAssertEqual(remade["generator"] as? String, generator)
     }
 
