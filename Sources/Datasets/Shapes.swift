@@ -88,6 +88,25 @@ public struct ShapesScene: Equatable, Sendable {
             .joined(separator: " and ") + "."
     }
 
+    /// "Is there a red circle?" and its answer: for `variant` 0-2 the object `o` itself ("yes"), for 3-5 a
+    /// near miss ("no"): a colour the scene lacks, `o`'s colour with another shape, or `o`'s shape in
+    /// another colour, the one of those `choice` picks. The words asked then say nothing of the answer;
+    /// only the image does.
+    func presenceQuestion(about o: Object, variant: Int, choice: Int) -> (question: String, answer: String) {
+        var (color, shape) = (o.color, o.shape)
+        let missingColors = Color.allCases.filter { c in !objects.contains { $0.color == c } }
+        let otherShapes = Shape.allCases.filter { s in !objects.contains { $0.color == o.color && $0.shape == s } }
+        let otherColors = Color.allCases.filter { c in !objects.contains { $0.color == c && $0.shape == o.shape } }
+        switch variant {
+        case 3: color = missingColors[choice % missingColors.count]
+        case 4 where !otherShapes.isEmpty: shape = otherShapes[choice % otherShapes.count]
+        case 4, 5: color = otherColors[choice % otherColors.count]
+        default: break
+        }
+        let present = objects.contains { $0.color == color && $0.shape == shape }
+        return ("Is there a \(color.rawValue) \(shape.rawValue)?", present ? "yes" : "no")
+    }
+
     /// A question about the scene and its one-word or two-word answer, chosen by `pick`.
     public func question(_ pick: Int) -> (question: String, answer: String) {
         let o = objects[pick % objects.count]
@@ -97,11 +116,7 @@ public struct ShapesScene: Equatable, Sendable {
         case 1:
             return ("How many shapes are there?", ShapesScene.numbers[objects.count])
         case 2:
-            // Half the time ask about a shape that is there, half about one that may not be.
-            let color = pick % 2 == 0 ? o.color : Color.allCases[(pick / 7) % 4]
-            let shape = pick % 2 == 0 ? o.shape : Shape.allCases[(pick / 11) % 3]
-            let present = objects.contains { $0.color == color && $0.shape == shape }
-            return ("Is there a \(color.rawValue) \(shape.rawValue)?", present ? "yes" : "no")
+            return presenceQuestion(about: o, variant: (pick / 7) % 6, choice: pick / 42)
         case 3:
             return ("Where is the \(o.color.rawValue) \(o.shape.rawValue)?", ShapesScene.positions[o.position])
         default:
@@ -142,10 +157,10 @@ public enum ShapesDataset {
     /// The tasks, their sizes (records in train and eval) and formats.
     public static let tasks = [
         Task(name: "captions", train: 12000, eval: 400, format: 2),
-        Task(name: "vqa", train: 12000, eval: 2000),
-        Task(name: "instruct", train: 4000, eval: 200, format: 2),
+        Task(name: "vqa", train: 12000, eval: 2000, format: 2),
+        Task(name: "instruct", train: 4000, eval: 200, format: 3),
         Task(name: "selection", train: 6000, eval: 1500),
-        Task(name: "text", train: 6000, eval: 200, format: 2),
+        Task(name: "text", train: 6000, eval: 200, format: 3),
     ]
 
     /// The shapes world's BPE tokenizer (`data synth shapes --tokenizer bpe`; the byte tokenizer is the

@@ -46,6 +46,29 @@ final class ShapesTests: XCTestCase {
         XCTAssertGreaterThan(asked, 20)
     }
 
+    /// A VQA presence question ("Is there a red circle?") is answered by its scene, "yes" for about half,
+    /// so that the words asked do not tell the answer; most "no"s are near misses of an object there.
+    func testPresenceQuestionsAreAnsweredByTheScene() throws {
+        let stream = RandomStream(seed: 9, stream: 5)
+        var asked = 0, yes = 0, nearMisses = 0
+        for i in 0 ..< 1500 {
+            let record = ShapesDataset.record("vqa", index: i, stream: stream, tokenizer: .byte, queries: 1, side: 8)
+            let text = ByteTokenizer().decode(record.tokens.filter { $0 != SpecialToken.image.rawValue })
+            let prefix = "<s><|User|>: Is there a "
+            guard text.hasPrefix(prefix) else { continue }
+            let words = text.dropFirst(prefix.count).prefix { $0 != "?" }.split(separator: " ").map(String.init)
+            let answer = String(text.drop { $0 != "?" }.dropFirst("?<eou>\n<|Bot|>: ".count).prefix { $0 != "<" })
+            let scene = ShapesScene(stream, i)
+            let present = scene.objects.contains { $0.color.rawValue == words[0] && $0.shape.rawValue == words[1] }
+            XCTAssertEqual(answer, present ? "yes" : "no", text)
+            asked += 1
+            if present { yes += 1 } else if scene.objects.contains(where: { $0.color.rawValue == words[0] || $0.shape.rawValue == words[1] }) { nearMisses += 1 }
+        }
+        XCTAssertGreaterThan(asked, 200)
+        XCTAssertEqual(Double(yes) / Double(asked), 0.5, accuracy: 0.05)
+        XCTAssertGreaterThan(Double(nearMisses) / Double(asked - yes), 0.5)
+    }
+
     /// The shapes tokenizer spells each word of the shapes world as one token, keeps every text it was
     /// trained on when decoding, and is the same file on every run.
     func testShapesTokenizerHasWholeWords() throws {
