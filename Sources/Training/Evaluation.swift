@@ -37,6 +37,10 @@ public enum Evaluation {
         /// the 95% interval. nan when there is no metric.
         public let standardError: Double
         public let chance: Double?
+        /// What always giving each question kind's commonest reference answer (among these records) would
+        /// score: a baseline that needs no image, above `chance` when the answers are unbalanced. nil
+        /// unless every record is scored by exact match.
+        public let commonest: Double?
         public let examples: Int
         public let loss: Double
         /// The first few generated answers beside their references.
@@ -56,11 +60,12 @@ public enum Evaluation {
             let loss = try heldOutLoss(model: model, dataset: dataset, records: n, sequenceLength: sequenceLength, batchSize: batchSize)
             let first = try dataset.record(0)
             guard first.kind != .text else {
-                scores.append(Score(dataset: name, metric: "loss only", value: .nan, standardError: .nan, chance: nil, examples: n, loss: loss, samples: [], misses: [], breakdown: [:]))
+                scores.append(Score(dataset: name, metric: "loss only", value: .nan, standardError: .nan, chance: nil, commonest: nil, examples: n, loss: loss, samples: [],
+                                    misses: [], breakdown: [:]))
                 continue
             }
             var total = 0.0, squares = 0.0, chance = 0.0, samples: [String] = [], misses: [String] = [], described = false
-            var partRight: [String: Double] = [:], partScored: [String: Double] = [:]
+            var partRight: [String: Double] = [:], partScored: [String: Double] = [:], references: [(kind: String, answer: String)] = []
             let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
             for i in 0 ..< n {
                 let record = try dataset.record(i)
@@ -89,6 +94,7 @@ public enum Evaluation {
                     chance += kind?.chance ?? 0
                     partRight[kind?.kind ?? "other", default: 0] += right
                     partScored[kind?.kind ?? "other", default: 0] += 1
+                    references.append((kind?.kind ?? "other", truth.trimmingCharacters(in: .whitespaces)))
                 }
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy"
@@ -97,10 +103,18 @@ public enum Evaluation {
             // still has an interval; for right-or-wrong scores, sqrt(p~ (1 - p~) / (n + 4)).
             let padded = Double(n + 4), paddedMean = (total + 2) / padded
             let standardError = ((squares + 2) / padded - paddedMean * paddedMean).squareRoot() / padded.squareRoot()
-            scores.append(Score(dataset: name, metric: metric, value: total / Double(n), standardError: standardError, chance: chance / Double(n), examples: n, loss: loss, samples: samples,
+            scores.append(Score(dataset: name, metric: metric, value: total / Double(n), standardError: standardError, chance: chance / Double(n),
+                                commonest: described ? nil : commonestAnswerRate(references), examples: n, loss: loss, samples: samples,
                                 misses: misses, breakdown: partRight.reduce(into: [:]) { $0[$1.key] = $1.value / partScored[$1.key]! }))
         }
         return scores
+    }
+
+    /// The fraction of `references` that are the commonest answer of their question kind; nil for none.
+    static func commonestAnswerRate(_ references: [(kind: String, answer: String)]) -> Double? {
+        guard !references.isEmpty else { return nil }
+        let counts = references.reduce(into: [String: [String: Int]]()) { $0[$1.kind, default: [:]][$1.answer, default: 0] += 1 }
+        return Double(counts.values.reduce(0) { $0 + ($1.values.max() ?? 0) }) / Double(references.count)
     }
 
     /// Mean next-token loss over the first `records` records, in order.

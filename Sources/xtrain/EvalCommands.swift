@@ -7,7 +7,7 @@ import Training
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Held-out loss and task metrics (VQA exact match, caption attributes, image selection) of a checkpoint, beside chance.",
+        abstract: "Held-out loss and task metrics (VQA exact match, caption attributes, image selection) of a checkpoint, beside chance and the commonest answer's score.",
         discussion: "Answers are generated greedily from each record's prompt. Example: xtrain eval Checkpoints/instruct/step-0000150.h5 --data Data/shapes/vqa/eval --data Data/shapes/captions/eval"
     )
 
@@ -41,7 +41,8 @@ struct Eval: ParsableCommand {
         for s in scores {
             let value = s.value.isNaN ? "-" : String(format: "%.1f%%", 100 * s.value) + (s.standardError.isNaN ? "" : String(format: " ± %.1f", 196 * s.standardError))
             let chance = s.chance.map { String(format: "%.1f%%", 100 * $0) } ?? "-"
-            print("\(s.dataset): \(s.metric) \(value) (chance \(chance)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
+            let commonest = s.commonest.map { String(format: ", commonest answer %.1f%%", 100 * $0) } ?? ""
+            print("\(s.dataset): \(s.metric) \(value) (chance \(chance)\(commonest)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
             if !s.breakdown.isEmpty {
                 print("  by " + (s.metric.hasSuffix("attribute accuracy") ? "attribute" : "question") + ": "
                       + s.breakdown.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value) }.joined(separator: ", "))

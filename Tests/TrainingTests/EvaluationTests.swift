@@ -32,6 +32,14 @@ final class EvaluationTests: XCTestCase {
         XCTAssertNil(Evaluation.questionKind("Describe the image."))
     }
 
+    /// The baseline counts, per question kind, the records whose answer is that kind's commonest.
+    func testCommonestAnswerRateIsPerKind() {
+        let references = [("Is there", "yes"), ("Is there", "yes"), ("Is there", "no"), ("How many", "two"), ("How many", "three")]
+        XCTAssertEqual(Evaluation.commonestAnswerRate(references.map { (kind: $0.0, answer: $0.1) }), 3.0 / 5)
+        XCTAssertEqual(Evaluation.commonestAnswerRate([(kind: "Is there", answer: "no")]), 1)
+        XCTAssertNil(Evaluation.commonestAnswerRate([]))
+    }
+
     func testTheQuestionIsTheLastUserTurn() {
         XCTAssertEqual(Evaluation.asked("<s><image><|User|>: What color is the circle at the top left?<eou>\n<|Bot|>: "),
                        "What color is the circle at the top left?")
