@@ -86,15 +86,16 @@ public enum Evaluation {
                     partRight.merge(score.right, uniquingKeysWith: +)
                     partScored.merge(score.scored, uniquingKeysWith: +)
                 } else {
-                    let right = said.trimmingCharacters(in: .whitespaces) == truth.trimmingCharacters(in: .whitespaces) ? 1.0 : 0
-                    let question = asked(tokenizer.render(prompt)), kind = questionKind(question)
+                    let reference = truth.trimmingCharacters(in: .whitespaces)
+                    let right = said.trimmingCharacters(in: .whitespaces) == reference ? 1.0 : 0
+                    let question = asked(tokenizer.render(prompt)), kind = questionKind(question), kindName = kind?.kind ?? "other"
                     if right == 0, misses.count < missLimit { misses.append("\"\(question)\": " + answered) }
                     total += right
                     squares += right * right
                     chance += kind?.chance ?? 0
-                    partRight[kind?.kind ?? "other", default: 0] += right
-                    partScored[kind?.kind ?? "other", default: 0] += 1
-                    references.append((kind?.kind ?? "other", truth.trimmingCharacters(in: .whitespaces)))
+                    partRight[kindName, default: 0] += right
+                    partScored[kindName, default: 0] += 1
+                    references.append((kindName, reference))
                 }
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy"
