@@ -49,6 +49,12 @@ public enum Evaluation {
         public let misses: [String]
         /// Accuracy by caption attribute (count, size, color, shape, position) or by question kind.
         public let breakdown: [String: Double]
+
+        /// What the value is read against: "chance 49.0%", with ", commonest answer 54.4%" when known.
+        public var baselines: String {
+            "chance " + (chance.map { String(format: "%.1f%%", 100 * $0) } ?? "-")
+                + (commonest.map { String(format: ", commonest answer %.1f%%", 100 * $0) } ?? "")
+        }
     }
 
     public static func run(model: XComposer, datasets: [(name: String, dataset: Dataset)], limit: Int, sequenceLength: Int, batchSize: Int = 8,

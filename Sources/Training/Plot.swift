@@ -1,11 +1,13 @@
 import Foundation
 
 /// An SVG chart of a run's metrics.jsonl: training and held-out loss, the held-out loss of each eval
-/// dataset, learning rates, task metrics, each against the step, one panel apiece.
+/// dataset, learning rates, task metrics (each with its chance level), each against the step, one panel apiece.
 public enum Plot {
     struct Series {
         let name: String
         var points: [(x: Double, y: Double)]
+        /// A level to read the series against (a task metric's chance), drawn dashed in its colour.
+        var baseline: Double? = nil
     }
 
     /// Reads `metrics.jsonl` and returns the SVG text.
@@ -20,6 +22,7 @@ public enum Plot {
             if let l = object["eval_loss"] as? Double { evalLoss.points.append((x, l)) }
             for (part, rate) in object["lr"] as? [String: Double] ?? [:] { rates[part, default: Series(name: "lr \(part)", points: [])].points.append((x, rate)) }
             for (name, value) in object["eval_metrics"] as? [String: Double] ?? [:] { tasks[name, default: Series(name: name, points: [])].points.append((x, 100 * value)) }
+            for (name, chance) in object["eval_chance"] as? [String: Double] ?? [:] { tasks[name]?.baseline = 100 * chance }
             for (name, value) in object["eval_source_loss"] as? [String: Double] ?? [:] { heldOut[name, default: Series(name: name, points: [])].points.append((x, value)) }
         }
         // Losses on a log axis, where a run's fall from its first steps and datasets whose losses lie a
@@ -47,7 +50,8 @@ public enum Plot {
     /// positive (else from zero, linear).
     static func panel(_ title: String, _ series: [Series], steps: ClosedRange<Double>, top: Double, width: Double, height: Double, logarithmic: Bool) -> String {
         let all = series.flatMap(\.points), (minX, maxX) = (steps.lowerBound, steps.upperBound)
-        guard let lowest = all.map(\.y).min(), let highest = all.map(\.y).max() else { return "" }
+        let levels = all.map(\.y) + series.compactMap(\.baseline)
+        guard let lowest = levels.min(), let highest = levels.max() else { return "" }
         let log = logarithmic && lowest > 0
         let scale: (Double) -> Double = log ? { Foundation.log10($0) } : { $0 }
         let (minY, maxY) = log ? (scale(lowest), scale(highest)) : (min(0, lowest), highest)
@@ -66,10 +70,13 @@ public enum Plot {
             let color = colors[i % colors.count]
             let path = s.points.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
             out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" points=\"\(path)\"/>\n"
+            if let level = s.baseline {
+                out += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%@\" stroke-dasharray=\"4 3\"/>\n", left, py(level), right, py(level), color)
+            }
             if s.points.count < 30 {
                 for p in s.points { out += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%@\"/>\n", px(p.x), py(p.y), color) }
             }
-            out += "<text x=\"\(right + 10)\" y=\"\(top + 14 + Double(i) * 16)\" fill=\"\(color)\">\(escape(s.name))</text>\n"
+            out += "<text x=\"\(right + 10)\" y=\"\(top + 14 + Double(i) * 16)\" fill=\"\(color)\">\(escape(s.name + (s.baseline == nil ? "" : " (dashed: chance)")))</text>\n"
         }
         return out
     }

@@ -240,8 +240,13 @@ public final class Trainer {
                 if let tasks = e.tasks, tasks > 0 {
                     let scores = try Evaluation.run(model: model, datasets: Array(zip(evalNames, evalSources)).map { (name: $0.0, dataset: $0.1) },
                                                     limit: tasks, sequenceLength: r.data.sequenceLength).filter { !$0.value.isNaN }
-                    line["eval_metrics"] = Dictionary(uniqueKeysWithValues: scores.map { ("\($0.dataset) \($0.metric)", $0.value) })
-                    report += scores.map { String(format: "; %@ %@ %.1f%% (chance %.1f%%)", $0.dataset, $0.metric, 100 * $0.value, 100 * ($0.chance ?? 0)) }.joined()
+                    let named = { (value: (Evaluation.Score) -> Double?) in
+                        Dictionary(uniqueKeysWithValues: scores.compactMap { s in value(s).map { ("\(s.dataset) \(s.metric)", $0) } })
+                    }
+                    line["eval_metrics"] = named(\.value)
+                    line["eval_chance"] = named(\.chance)
+                    line["eval_commonest"] = named(\.commonest)
+                    report += scores.map { String(format: "; %@ %@ %.1f%% (%@)", $0.dataset, $0.metric, 100 * $0.value, $0.baselines) }.joined()
                 }
                 progress.message(report)
                 try metrics?.append(line)

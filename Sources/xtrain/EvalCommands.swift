@@ -40,9 +40,7 @@ struct Eval: ParsableCommand {
         let scores = try Evaluation.run(model: model, datasets: datasets, limit: limit, sequenceLength: length, misses: misses)
         for s in scores {
             let value = s.value.isNaN ? "-" : String(format: "%.1f%%", 100 * s.value) + (s.standardError.isNaN ? "" : String(format: " ± %.1f", 196 * s.standardError))
-            let chance = s.chance.map { String(format: "%.1f%%", 100 * $0) } ?? "-"
-            let commonest = s.commonest.map { String(format: ", commonest answer %.1f%%", 100 * $0) } ?? ""
-            print("\(s.dataset): \(s.metric) \(value) (chance \(chance)\(commonest)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
+            print("\(s.dataset): \(s.metric) \(value) (\(s.baselines)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
             if !s.breakdown.isEmpty {
                 print("  by " + (s.metric.hasSuffix("attribute accuracy") ? "attribute" : "question") + ": "
                       + s.breakdown.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value) }.joined(separator: ", "))

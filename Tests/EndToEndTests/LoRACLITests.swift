@@ -168,4 +168,33 @@ final class EvalCLITests: XCTestCase {
         let svg = try String(contentsOf: root.appendingPathComponent("run/metrics.svg"), encoding: .utf8)
         XCTAssert(svg.hasPrefix("<svg") && svg.contains("held-out loss") && svg.contains("polyline"))
     }
+
+    /// `eval.tasks` scores held-out answers at each evaluation: the progress line and metrics.jsonl give
+    /// each metric beside its chance (and, for exact-match data, the commonest answer's score), and the
+    /// plot draws the chance as a dashed line.
+    func testInTrainingEvalScoresTasksBesideTheirBaselines() throws {
+        let root = try Micro.workspace(steps: 2, every: 2)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let url = root.appendingPathComponent("recipe.json")
+        try String(contentsOf: url, encoding: .utf8)
+            .replacingOccurrences(of: #""eval": [{"path": "data/captions/eval"}]"#, with: #""eval": [{"path": "data/captions/eval"}, {"path": "data/vqa/eval"}]"#)
+            .write(to: url, atomically: true, encoding: .utf8)
+        let run = try CLI.run(["pretrain", url.path, "--set", "eval.tasks=3"])
+        XCTAssertEqual(run.status, 0, run.error)
+        XCTAssert(run.output.range(of: #"; captions/eval caption attribute accuracy \d+\.\d% \(chance 3\d\.\d%\); vqa/eval VQA exact match \d+\.\d% \(chance \d+\.\d%, commonest answer \d+\.\d%\)"#,
+                                   options: .regularExpression) != nil, run.output)
+        let eval = try XCTUnwrap(try metricsLines(root.appendingPathComponent("run")).first { $0["eval_metrics"] != nil })
+        let (captions, vqa) = ("captions/eval caption attribute accuracy", "vqa/eval VQA exact match")
+        let metrics = try XCTUnwrap(eval["eval_metrics"] as? [String: Double]), chance = try XCTUnwrap(eval["eval_chance"] as? [String: Double])
+        XCTAssertEqual(Set(metrics.keys), [captions, vqa])
+        XCTAssertEqual(Set(chance.keys), [captions, vqa])
+        XCTAssert(metrics.values.allSatisfy { (0 ... 1).contains($0) } && chance.values.allSatisfy { $0 > 0 && $0 < 1 }, "\(eval)")
+        // Caption attributes are not exact matches: no commonest answer for them.
+        XCTAssertEqual(Set((eval["eval_commonest"] as? [String: Double] ?? [:]).keys), [vqa])
+        let plot = try CLI.run(["plot", root.appendingPathComponent("run").path, "--out", root.appendingPathComponent("plot.svg").path])
+        XCTAssertEqual(plot.status, 0, plot.error)
+        let svg = try String(contentsOf: root.appendingPathComponent("plot.svg"), encoding: .utf8)
+        XCTAssertEqual(svg.components(separatedBy: "stroke-dasharray").count - 1, 2, "a chance line per task metric")
+        XCTAssert(svg.contains("vqa/eval VQA exact match (dashed: chance)"), "the legend")
+    }
 }
