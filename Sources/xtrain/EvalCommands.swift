@@ -29,7 +29,10 @@ struct Eval: ParsableCommand {
     @Option(help: "Print up to this many wrong answers per dataset, each after its question.")
     var misses = 0
 
+    @OptionGroup var threads: ThreadsOption
+
     func run() throws {
+        _ = try threads.apply()
         guard !data.isEmpty else { throw ValidationError("give at least one --data directory") }
         let (header, model) = try Checkpoint.model(URL(fileURLWithPath: checkpoint))
         let datasets = try data.map { (name: $0, dataset: try Dataset(URL(fileURLWithPath: $0))) }
@@ -94,7 +97,10 @@ struct Generate: ParsableCommand {
     @Option(help: "A dataset directory whose tokenizer (and template token ids) to use; default: the one the checkpoint records, else the byte tokenizer.")
     var data: String?
 
+    @OptionGroup var threads: ThreadsOption
+
     func run() throws {
+        _ = try threads.apply()
         let (header, model) = try Checkpoint.model(URL(fileURLWithPath: checkpoint))
         let side = model.config.visionConfig.imageSize
         let images = try image.map { ImageProcessing.clipResizeAndCrop(try ImageProcessing.load(URL(fileURLWithPath: $0)), side: side) }

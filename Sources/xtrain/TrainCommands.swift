@@ -3,6 +3,20 @@ import Tensors
 import Foundation
 import Training
 
+/// `--threads`, for every command that runs the model.
+struct ThreadsOption: ParsableArguments {
+    @Option(help: "Threads for the kernels (default: XTRAIN_THREADS, else the machine's cores; under mpirun, divided among the ranks on this machine).")
+    var threads: Int?
+
+    /// Sets the kernels' thread count if `--threads` was given; returns whether it was.
+    func apply() throws -> Bool {
+        guard let threads else { return false }
+        guard threads > 0 else { throw ValidationError("--threads must be positive") }
+        Tensors.Parallel.setThreads(threads)
+        return true
+    }
+}
+
 /// Options shared by `pretrain`, `lora` and `instruct`: one loop, different recipes.
 struct TrainOptions: ParsableArguments {
     @Argument(help: "The recipe (JSON), e.g. recipes/stageA.json.")
@@ -15,17 +29,13 @@ struct TrainOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: ArgumentHelp("Override a recipe field, e.g. --set steps=50 --set optimizer.lr.sampler=1e-4 (repeatable).", valueName: "key.path=value"))
     var overrides: [String] = []
 
-    @Option(help: "Threads for the kernels (default: XTRAIN_THREADS, else the cores divided among the ranks on this machine).")
-    var threads: Int?
+    @OptionGroup var threads: ThreadsOption
 
     /// Runs the recipe; under mpirun, as one rank of a data-parallel job. A rank that fails logs its
     /// error and ends the whole job, so no other rank waits for it.
     func train() throws {
         let world = try Communicator.fromEnvironment()
-        if let threads {
-            guard threads > 0 else { throw ValidationError("--threads must be positive") }
-            Tensors.Parallel.setThreads(threads)
-        } else if world.size > 1, ProcessInfo.processInfo.environment["XTRAIN_THREADS"] == nil {
+        if try !threads.apply(), world.size > 1, ProcessInfo.processInfo.environment["XTRAIN_THREADS"] == nil {
             Tensors.Parallel.setThreads(max(1, ProcessInfo.processInfo.activeProcessorCount / Communicator.localRanks))
         }
         guard world.usesMPI else { return try train(world) }

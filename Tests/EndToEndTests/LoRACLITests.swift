@@ -131,7 +131,7 @@ final class EvalCLITests: XCTestCase {
         let json = root.appendingPathComponent("scores.json").path
         let eval = try CLI.run(["eval", checkpoint, "--data", root.appendingPathComponent("data/vqa/eval").path,
                                 "--data", root.appendingPathComponent("data/captions/eval").path, "--data", root.appendingPathComponent("data/instruct/eval").path,
-                                "--limit", "4", "--length", "48", "--json", json, "--misses", "2"])
+                                "--limit", "4", "--length", "48", "--json", json, "--misses", "2", "--threads", "1"])
         XCTAssertEqual(eval.status, 0, eval.error)
         XCTAssert(eval.output.contains("VQA exact match"), eval.output)
         XCTAssert(eval.output.contains("caption attribute accuracy"), eval.output)
@@ -159,6 +159,9 @@ final class EvalCLITests: XCTestCase {
         XCTAssert(cached.error.contains("key/value cache"), cached.error)
         let uncached = try CLI.run(["generate", checkpoint, "--image", image, "--prompt", "What color is the circle?", "--max-tokens", "12", "--no-cache"])
         XCTAssertEqual(uncached.output, cached.output, "the same answer with and without the cache")
+        let noThreads = try CLI.run(["generate", checkpoint, "--image", image, "--prompt", "What color?", "--threads", "0"])
+        XCTAssertNotEqual(noThreads.status, 0)
+        XCTAssert(noThreads.error.contains("--threads must be positive"), noThreads.error)
         let pair = ["generate", checkpoint, "--image", image, "--image", image, "--prompt", "Which image shows a circle?", "--max-tokens", "6"]
         let pairCached = try CLI.run(pair)
         XCTAssertEqual(pairCached.status, 0, pairCached.error)
