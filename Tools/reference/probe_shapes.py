@@ -6,8 +6,9 @@
 
 Renders scenes of the bundled shapes world with an object in every quadrant (as Sources/Datasets/Shapes.swift
 draws them), runs the exported model's ViT and Q-Former + projection in transformers, and fits a logistic
-regression per attribute on each quadrant's tokens: concatenated (what a position-aware reader could use)
-and mean-pooled (what one attention average over the quadrant gives). Then it trains an attention reader,
+regression per attribute on each quadrant's tokens: concatenated (what a position-aware reader could use),
+mean-pooled (what one attention average over the quadrant gives) and, for the sampler, one token at a time
+(the mean over the quadrant's token positions, and the best). Then it trains an attention reader,
 the way a decoder reads image tokens: one layer of 8-head attention from a learned query per quadrant over
 all of the image's RMS-normed tokens, and an MLP, with AdamW at 1e-3 on batches of 64 objects, for
 `--reader-steps`. Prints held-out accuracy; chance is 33% for shape and 50% for size.
@@ -39,8 +40,12 @@ def render(objects, background):
     return image
 
 
-def quadrant_tokens(tokens, side, quadrant):
-    """The (N, side/2 * side/2, D) tokens of one quadrant of a side x side grid of (N, side*side, D) tokens."""
+def quadrant_tokens(tokens, side, quadrant, z_order=False):
+    """The (N, side/2 * side/2, D) tokens of one quadrant of a side x side grid of (N, side*side, D) tokens,
+    given row by row or, with `z_order`, in Z-order (each quadrant a contiguous run, as `init.query_order` "z")."""
+    if z_order:
+        run = side * side // 4
+        return tokens[:, quadrant * run:(quadrant + 1) * run]
     grid = tokens.reshape(tokens.shape[0], side, side, -1)
     half = side // 2
     r, c = (quadrant // 2) * half, (quadrant % 2) * half
@@ -92,6 +97,8 @@ def main():
     parser.add_argument("--scenes", type=int, default=1200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reader-steps", type=int, default=1500)
+    parser.add_argument("--query-order", choices=["z", "rows"], default="z",
+                        help="the order of the sampler's grid queries (the recipe's init.query_order; z in the bundled recipes)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     torch.set_num_threads(args.threads)
@@ -112,23 +119,30 @@ def main():
     train = int(args.scenes * 0.75)
     print(f"{args.scenes} scenes, 4 objects each; probes fit on {train}, scored on {args.scenes - train}")
     print("tokens   pooling  shape  size")
+
+    def linear_probe(features, attribute):
+        """Held-out accuracy of a logistic regression from each quadrant's features to its object's attribute."""
+        x_train = np.concatenate([f[:train] for f in features])
+        x_test = np.concatenate([f[train:] for f in features])
+        mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        labels = [np.array([s[q][attribute] for s in scenes]) for q in range(4)]
+        y_train = np.concatenate([y[:train] for y in labels])
+        y_test = np.concatenate([y[train:] for y in labels])
+        return LogisticRegression(max_iter=500, C=0.1).fit(x_train, y_train).score(x_test, y_test)
+
     for name, tokens in [("vit", np.concatenate(vit)), ("sampler", np.concatenate(sampler))]:
         side = int(round(tokens.shape[1] ** 0.5))
+        quadrants = [quadrant_tokens(tokens, side, q, z_order=name == "sampler" and args.query_order == "z") for q in range(4)]
         for pooling in ["concat", "mean"]:
-            features = [quadrant_tokens(tokens, side, q) for q in range(4)]
-            features = [f.reshape(len(f), -1) if pooling == "concat" else f.mean(1) for f in features]
-            x_train = np.concatenate([f[:train] for f in features])
-            x_test = np.concatenate([f[train:] for f in features])
-            mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-            x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-            scores = []
-            for attribute in (0, 2):
-                labels = [np.array([s[q][attribute] for s in scenes]) for q in range(4)]
-                y_train = np.concatenate([y[:train] for y in labels])
-                y_test = np.concatenate([y[train:] for y in labels])
-                probe = LogisticRegression(max_iter=500, C=0.1).fit(x_train, y_train)
-                scores.append(probe.score(x_test, y_test))
+            features = [f.reshape(len(f), -1) if pooling == "concat" else f.mean(1) for f in quadrants]
+            scores = [linear_probe(features, attribute) for attribute in (0, 2)]
             print(f"{name:8s} {pooling:8s} {scores[0]:5.1%} {scores[1]:5.1%}", flush=True)
+        if name == "sampler":   # one token: the probe of each of a quadrant's token positions on its own
+            singles = np.array([[linear_probe([f[:, j] for f in quadrants], attribute) for attribute in (0, 2)]
+                                for j in range(quadrants[0].shape[1])])
+            print(f"{name:8s} {'one':8s} {singles[:, 0].mean():5.1%} {singles[:, 1].mean():5.1%}  "
+                  f"(the best position {singles[:, 0].max():.1%} {singles[:, 1].max():.1%})", flush=True)
         scores = attention_reader(torch.tensor(tokens), scenes, train, args.reader_steps)
         print(f"{name:8s} {'reader':8s} {scores[0]:5.1%} {scores[1]:5.1%}", flush=True)
 
