@@ -88,10 +88,20 @@ public struct ShapesScene: Equatable, Sendable {
             .joined(separator: " and ") + "."
     }
 
-    /// "Is there a red circle?" and its answer: for `variant` 0-2 the object `o` itself ("yes"), for 3-5 a
-    /// near miss ("no"): a colour the scene lacks, `o`'s colour with another shape, or `o`'s shape in
-    /// another colour, the one of those `choice` picks. The words asked then say nothing of the answer;
-    /// only the image does.
+    /// "red: at the top left a square and at the bottom right a circle." or "red: none.": where the scene's
+    /// objects of `color` are and the shape of each, in reading order. The first step of a reasoned answer.
+    func objects(colored color: Color) -> String {
+        let named = objects.filter { $0.color == color }.map { "at the \(ShapesScene.positions[$0.position]) a \($0.shape.rawValue)" }
+        return "\(color.rawValue): \(named.isEmpty ? "none" : named.joined(separator: " and "))."
+    }
+
+    /// "Is there a red circle?" and its reasoned answer, "red: at the top left a square. no": the objects of
+    /// the colour asked (`objects(colored:)`), then "yes" or "no". For `variant` 0-2 the object asked is `o`
+    /// itself, for 3-5 a near miss: a colour the scene lacks, `o`'s colour with another shape, or `o`'s
+    /// shape in another colour, the one of those `choice` picks. The words asked then say nothing of the
+    /// answer; only the image does. The first step reads the image at the places of one colour, a lookup the
+    /// model learns; answering "yes" or "no" at once needs colour and shape bound in one search, which the
+    /// bundled pipeline does not learn (Recipes/EXPERIMENTS.md).
     func presenceQuestion(about o: Object, variant: Int, choice: Int) -> (question: String, answer: String) {
         var (color, shape) = (o.color, o.shape)
         let missingColors = Color.allCases.filter { c in !objects.contains { $0.color == c } }
@@ -104,10 +114,12 @@ public struct ShapesScene: Equatable, Sendable {
         default: break
         }
         let present = objects.contains { $0.color == color && $0.shape == shape }
-        return ("Is there a \(color.rawValue) \(shape.rawValue)?", present ? "yes" : "no")
+        return ("Is there a \(color.rawValue) \(shape.rawValue)?", "\(objects(colored: color)) \(present ? "yes" : "no")")
     }
 
-    /// A question about the scene and its one-word or two-word answer, chosen by `pick`.
+    /// A question about the scene and its answer, chosen by `pick`: one or two words, except that "Is
+    /// there" and "Where is" are answered in two steps, the objects of the colour asked and then the final
+    /// answer after the last ". ", which is what evaluation scores.
     public func question(_ pick: Int) -> (question: String, answer: String) {
         let o = objects[pick % objects.count]
         switch (pick / objects.count) % 5 {
@@ -118,7 +130,7 @@ public struct ShapesScene: Equatable, Sendable {
         case 2:
             return presenceQuestion(about: o, variant: (pick / 7) % 6, choice: pick / 42)
         case 3:
-            return ("Where is the \(o.color.rawValue) \(o.shape.rawValue)?", ShapesScene.positions[o.position])
+            return ("Where is the \(o.color.rawValue) \(o.shape.rawValue)?", "\(objects(colored: o.color)) \(ShapesScene.positions[o.position])")
         default:
             let q = (pick / 13) % 4
             let there = objects.first { $0.position == q }
@@ -157,10 +169,10 @@ public enum ShapesDataset {
     /// The tasks, their sizes (records in train and eval) and formats.
     public static let tasks = [
         Task(name: "captions", train: 12000, eval: 400, format: 2),
-        Task(name: "vqa", train: 12000, eval: 2000, format: 2),
-        Task(name: "instruct", train: 4000, eval: 200, format: 3),
+        Task(name: "vqa", train: 12000, eval: 2000, format: 3),
+        Task(name: "instruct", train: 4000, eval: 200, format: 4),
         Task(name: "selection", train: 6000, eval: 1500),
-        Task(name: "text", train: 6000, eval: 200, format: 3),
+        Task(name: "text", train: 6000, eval: 200, format: 4),
     ]
 
     /// The shapes world's BPE tokenizer (`data synth shapes --tokenizer bpe`; the byte tokenizer is the

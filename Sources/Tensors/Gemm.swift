@@ -14,6 +14,9 @@ public enum Matmul {
     /// Where bf16 products run: AMX tiles, AVX512-BF16 dot products, or OpenBLAS on rounded copies of
     /// the operands (slower than fp32).
     public static var bf16Kernel: String { ["OpenBLAS (no AVX512-BF16)", "AVX512-BF16", "AMX"][Int(xt_bf16_best_kernel())] }
+
+    /// Whether this CPU multiplies bf16 in hardware (AMX or AVX512-BF16); without it bf16 is slower than fp32.
+    public static var hasBF16Hardware: Bool { xt_bf16_best_kernel() > 0 }
 }
 
 /// `C = alpha * op(A) * op(B) + beta * C` in row-major layout, one call on the calling thread: OpenBLAS's

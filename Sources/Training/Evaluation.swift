@@ -25,8 +25,10 @@ public struct LossesBySource {
 /// captions, and conversations whose first answer is a description ("Describe the image."), are scored by
 /// attribute (the shapes world's colour, shape, size, position and count words), other conversations by
 /// exact match of the first answer (VQA), interleaved documents by exact match of the answer (image
-/// selection). Answers are generated greedily from the prompt: the record up to its first
-/// loss target. Chance levels are those of guessing uniformly among the shapes world's answers.
+/// selection). An answer given in steps ("red: at the top left a square. no") is scored by its final
+/// answer, the text after its last ". ", and also counted as a whole. Answers are generated greedily from
+/// the prompt: the record up to its first loss target. Chance levels are those of guessing uniformly among
+/// the shapes world's final answers.
 public enum Evaluation {
     public struct Score: Codable, Sendable {
         public let dataset: String
@@ -43,6 +45,9 @@ public enum Evaluation {
         public let commonest: Double?
         public let examples: Int
         public let loss: Double
+        /// Of the records whose reference answers in steps, the fraction answered right as a whole (every
+        /// step and the final answer); nil when no reference does.
+        public let wholeAnswers: Double?
         /// The first few generated answers beside their references.
         public let samples: [String]
         /// The first wrong answers (as many as asked for), each after its question.
@@ -66,12 +71,13 @@ public enum Evaluation {
             let loss = try heldOutLoss(model: model, dataset: dataset, records: n, sequenceLength: sequenceLength, batchSize: batchSize)
             let first = try dataset.record(0)
             guard first.kind != .text else {
-                scores.append(Score(dataset: name, metric: "loss only", value: .nan, standardError: .nan, chance: nil, commonest: nil, examples: n, loss: loss, samples: [],
-                                    misses: [], breakdown: [:]))
+                scores.append(Score(dataset: name, metric: "loss only", value: .nan, standardError: .nan, chance: nil, commonest: nil, examples: n, loss: loss,
+                                    wholeAnswers: nil, samples: [], misses: [], breakdown: [:]))
                 continue
             }
             var total = 0.0, squares = 0.0, chance = 0.0, samples: [String] = [], misses: [String] = [], described = false
             var partRight: [String: Double] = [:], partScored: [String: Double] = [:], references: [(kind: String, answer: String)] = []
+            var stepped = 0, steppedRight = 0
             let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
             for i in 0 ..< n {
                 let record = try dataset.record(i)
@@ -92,8 +98,12 @@ public enum Evaluation {
                     partRight.merge(score.right, uniquingKeysWith: +)
                     partScored.merge(score.scored, uniquingKeysWith: +)
                 } else {
-                    let reference = truth.trimmingCharacters(in: .whitespaces)
-                    let right = said.trimmingCharacters(in: .whitespaces) == reference ? 1.0 : 0
+                    let reference = truth.trimmingCharacters(in: .whitespaces), answer = said.trimmingCharacters(in: .whitespaces)
+                    let right = finalAnswer(answer) == finalAnswer(reference) ? 1.0 : 0
+                    if finalAnswer(reference) != reference {
+                        stepped += 1
+                        if answer == reference { steppedRight += 1 }
+                    }
                     let question = asked(tokenizer.render(prompt)), kind = questionKind(question), kindName = kind?.kind ?? "other"
                     if right == 0, misses.count < missLimit { misses.append("\"\(question)\": " + answered) }
                     total += right
@@ -101,7 +111,7 @@ public enum Evaluation {
                     chance += kind?.chance ?? 0
                     partRight[kindName, default: 0] += right
                     partScored[kindName, default: 0] += 1
-                    references.append((kindName, reference))
+                    references.append((kindName, finalAnswer(reference)))
                 }
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy"
@@ -111,10 +121,16 @@ public enum Evaluation {
             let padded = Double(n + 4), paddedMean = (total + 2) / padded
             let standardError = ((squares + 2) / padded - paddedMean * paddedMean).squareRoot() / padded.squareRoot()
             scores.append(Score(dataset: name, metric: metric, value: total / Double(n), standardError: standardError, chance: chance / Double(n),
-                                commonest: described ? nil : commonestAnswerRate(references), examples: n, loss: loss, samples: samples,
+                                commonest: described ? nil : commonestAnswerRate(references), examples: n, loss: loss,
+                                wholeAnswers: stepped > 0 ? Double(steppedRight) / Double(stepped) : nil, samples: samples,
                                 misses: misses, breakdown: partRight.reduce(into: [:]) { $0[$1.key] = $1.value / partScored[$1.key]! }))
         }
         return scores
+    }
+
+    /// The final answer of an answer given in steps: the text after its last ". " (all of it when there is none).
+    static func finalAnswer(_ answer: String) -> String {
+        answer.components(separatedBy: ". ").last!
     }
 
     /// The fraction of `references` that are the commonest answer of their question kind; nil for none.

@@ -8,7 +8,7 @@ import Training
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Held-out loss and task metrics (VQA exact match, caption attributes, image selection) of a checkpoint, beside chance and the commonest answer's score.",
-        discussion: "Answers are generated greedily from each record's prompt. Example: xtrain eval Checkpoints/instruct/step-0000150.h5 --data Data/shapes/vqa/eval --data Data/shapes/captions/eval"
+        discussion: "Answers are generated greedily from each record's prompt; an answer in steps (\"red: at the top left a square. no\") is scored by its final answer, after the last \". \", and also counted as a whole. Example: xtrain eval Checkpoints/instruct/step-0000150.h5 --data Data/shapes/vqa/eval --data Data/shapes/captions/eval"
     )
 
     @Argument(help: "A checkpoint.")
@@ -43,7 +43,8 @@ struct Eval: ParsableCommand {
         let scores = try Evaluation.run(model: model, datasets: datasets, limit: limit, sequenceLength: length, misses: misses)
         for s in scores {
             let value = s.value.isNaN ? "-" : String(format: "%.1f%%", 100 * s.value) + (s.standardError.isNaN ? "" : String(format: " ± %.1f", 196 * s.standardError))
-            print("\(s.dataset): \(s.metric) \(value) (\(s.baselines)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))")
+            print("\(s.dataset): \(s.metric) \(value) (\(s.baselines)) over \(s.examples) records; held-out loss \(String(format: "%.4f", s.loss))"
+                  + (s.wholeAnswers.map { String(format: "; answers in steps right as a whole %.1f%%", 100 * $0) } ?? ""))
             if !s.breakdown.isEmpty {
                 print("  by " + (s.metric.hasSuffix("attribute accuracy") ? "attribute" : "question") + ": "
                       + s.breakdown.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f%%", $0.key, 100 * $0.value) }.joined(separator: ", "))

@@ -61,6 +61,9 @@ struct TrainOptions: ParsableArguments {
         say("\(loaded.url.path): \(r.description ?? "")")
         say("model \(r.model): training \(trainer.model.trainable.map(\.rawValue).sorted().joined(separator: ", ")); \(r.steps) steps of \(r.data.batchSize) x \(r.data.sequenceLength) tokens"
             + (world.size > 1 ? " over \(world.size) ranks x \(Tensors.Parallel.threads) threads" : "") + "; run directory \(trainer.runDirectory.path)")
+        if Matmul.precision == .bf16, !Matmul.hasBF16Hardware {
+            say("warning: \(loaded.url.path): precision bf16 on a CPU without AVX512-BF16 or AMX rounds the operands and runs OpenBLAS's fp32 products, slower than precision fp32")
+        }
         let summary = try trainer.run()
         let last = summary.losses.last.map { String(format: "%.4f", $0) } ?? "-"
         let eval = summary.evalLosses.map { "step \($0.step) \(String(format: "%.4f", $0.loss))" }.joined(separator: ", ")

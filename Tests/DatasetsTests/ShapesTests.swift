@@ -46,8 +46,9 @@ final class ShapesTests: XCTestCase {
         XCTAssertGreaterThan(asked, 20)
     }
 
-    /// A VQA presence question ("Is there a red circle?") is answered by its scene, "yes" for about half,
-    /// so that the words asked do not tell the answer; most "no"s are near misses of an object there.
+    /// A VQA presence question ("Is there a red circle?") is answered by its scene in two steps, the objects
+    /// of the colour asked and then "yes" for about half, so that the words asked do not tell the answer;
+    /// most "no"s are near misses of an object there.
     func testPresenceQuestionsAreAnsweredByTheScene() throws {
         let stream = RandomStream(seed: 9, stream: 5)
         var asked = 0, yes = 0, nearMisses = 0
@@ -60,13 +61,33 @@ final class ShapesTests: XCTestCase {
             let answer = String(text.drop { $0 != "?" }.dropFirst("?<eou>\n<|Bot|>: ".count).prefix { $0 != "<" })
             let scene = ShapesScene(stream, i)
             let present = scene.objects.contains { $0.color.rawValue == words[0] && $0.shape.rawValue == words[1] }
-            XCTAssertEqual(answer, present ? "yes" : "no", text)
+            let colored = scene.objects.filter { $0.color.rawValue == words[0] }
+                .map { "at the \(ShapesScene.positions[$0.position]) a \($0.shape.rawValue)" }.joined(separator: " and ")
+            XCTAssertEqual(answer, "\(words[0]): \(colored.isEmpty ? "none" : colored). \(present ? "yes" : "no")", text)
             asked += 1
             if present { yes += 1 } else if scene.objects.contains(where: { $0.color.rawValue == words[0] || $0.shape.rawValue == words[1] }) { nearMisses += 1 }
         }
         XCTAssertGreaterThan(asked, 200)
         XCTAssertEqual(Double(yes) / Double(asked), 0.5, accuracy: 0.05)
         XCTAssertGreaterThan(Double(nearMisses) / Double(asked - yes), 0.5)
+    }
+
+    /// "Where is the red circle?" is answered in two steps: the red objects in reading order, then the place
+    /// of the one asked.
+    func testWhereQuestionsListTheColourThenThePlace() throws {
+        let scene = ShapesScene(RandomStream(seed: 9, stream: 5), 3)
+        var asked = 0
+        for pick in 0 ..< 200 {
+            let (question, answer) = scene.question(pick)
+            guard question.hasPrefix("Where is the ") else { continue }
+            let words = question.dropFirst("Where is the ".count).dropLast().split(separator: " ").map(String.init)
+            let colored = scene.objects.filter { $0.color.rawValue == words[0] }
+            let place = ShapesScene.positions[colored.first { $0.shape.rawValue == words[1] }!.position]
+            let steps = colored.map { "at the \(ShapesScene.positions[$0.position]) a \($0.shape.rawValue)" }.joined(separator: " and ")
+            XCTAssertEqual(answer, "\(words[0]): \(steps). \(place)")
+            asked += 1
+        }
+        XCTAssertGreaterThan(asked, 20)
     }
 
     /// The shapes tokenizer spells each word of the shapes world as one token, keeps every text it was

@@ -40,6 +40,13 @@ final class EvaluationTests: XCTestCase {
         XCTAssertNil(Evaluation.commonestAnswerRate([]))
     }
 
+    /// An answer in steps is scored by what follows its last ". "; a one-part answer is its own final answer.
+    func testFinalAnswerFollowsTheSteps() {
+        XCTAssertEqual(Evaluation.finalAnswer("red: at the top left a square and at the bottom right a circle. yes"), "yes")
+        XCTAssertEqual(Evaluation.finalAnswer("red: none. no"), "no")
+        XCTAssertEqual(Evaluation.finalAnswer("a red circle"), "a red circle")
+    }
+
     func testTheQuestionIsTheLastUserTurn() {
         XCTAssertEqual(Evaluation.asked("<s><image><|User|>: What color is the circle at the top left?<eou>\n<|Bot|>: "),
                        "What color is the circle at the top left?")
