@@ -101,8 +101,8 @@ public enum Evaluation {
                     partScored.merge(score.scored, uniquingKeysWith: +)
                 } else {
                     let reference = truth.trimmingCharacters(in: .whitespaces), answer = said.trimmingCharacters(in: .whitespaces)
-                    let right = finalAnswer(answer) == finalAnswer(reference) ? 1.0 : 0
-                    if finalAnswer(reference) != reference {
+                    let final = finalAnswer(reference), right = finalAnswer(answer) == final ? 1.0 : 0
+                    if final != reference {
                         stepped += 1
                         if answer == reference { steppedRight += 1 }
                     }
@@ -113,7 +113,7 @@ public enum Evaluation {
                     chance += kind?.chance ?? 0
                     partRight[kindName, default: 0] += right
                     partScored[kindName, default: 0] += 1
-                    references.append((kindName, finalAnswer(reference)))
+                    references.append((kindName, final))
                 }
             }
             let metric = first.kind == .caption ? "caption attribute accuracy" : first.kind == .interleaved ? "selection accuracy"
