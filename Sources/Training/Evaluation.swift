@@ -64,7 +64,7 @@ public enum Evaluation {
 
     public static func run(model: XComposer, datasets: [(name: String, dataset: Dataset)], limit: Int, sequenceLength: Int, batchSize: Int = 8,
                            misses missLimit: Int = 0) throws -> [Score] {
-        let generator = Generator(model: model)
+        let generators = (0 ..< Parallel.threads).map { _ in Generator(model: model) }
         var scores: [Score] = []
         for (name, dataset) in datasets {
             let n = min(limit, dataset.count)
@@ -78,18 +78,11 @@ public enum Evaluation {
             var total = 0.0, squares = 0.0, chance = 0.0, samples: [String] = [], misses: [String] = [], described = false
             var partRight: [String: Double] = [:], partScored: [String: Double] = [:], references: [(kind: String, answer: String)] = []
             var stepped = 0, steppedRight = 0
-            let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
-            for i in 0 ..< n {
-                let record = try dataset.record(i)
-                guard let (prompt, images, reference) = split(record, queries: dataset.index.imageQueries, side: dataset.index.imageSide, stop: stop) else { continue }
-                // Room past the reference for an answer in steps that lists more objects than it (three
-                // objects where the reference has none: up to 92 more bytes), so that its final answer is read.
-                let answer = try generator.generate(prompt: prompt, images: images, maxTokens: reference.count + 96, stop: stop)
-                let said = tokenizer.render(answer.filter { !stop.contains($0) })
-                let truth = tokenizer.render(reference)
+            let tokenizer = dataset.tokenizer
+            for case let (kind, prompt, said, truth)? in try answers(generators, dataset: dataset, records: n) {
                 let answered = "generated \"\(said)\" for \"\(truth)\""
                 if samples.count < 3 { samples.append(answered) }
-                if record.kind == .caption || !objects(truth).isEmpty {
+                if kind == .caption || !objects(truth).isEmpty {
                     described = true
                     let score = captionAttributes(said: said, truth: truth)
                     let fraction = score.right.values.reduce(0, +) / score.scored.values.reduce(0, +)
@@ -106,11 +99,11 @@ public enum Evaluation {
                         stepped += 1
                         if answer == reference { steppedRight += 1 }
                     }
-                    let question = asked(tokenizer.render(prompt)), kind = questionKind(question), kindName = kind?.kind ?? "other"
+                    let question = asked(tokenizer.render(prompt)), questionKind = questionKind(question), kindName = questionKind?.kind ?? "other"
                     if right == 0, misses.count < missLimit { misses.append("\"\(question)\": " + answered) }
                     total += right
                     squares += right * right
-                    chance += kind?.chance ?? 0
+                    chance += questionKind?.chance ?? 0
                     partRight[kindName, default: 0] += right
                     partScored[kindName, default: 0] += 1
                     references.append((kindName, final))
@@ -128,6 +121,43 @@ public enum Evaluation {
                                 misses: misses, breakdown: partRight.reduce(into: [:]) { $0[$1.key] = $1.value / partScored[$1.key]! }))
         }
         return scores
+    }
+
+    /// Each of the first `records` records' kind, prompt, greedy answer and reference (rendered, without
+    /// the stop token); nil for a record without a loss target. The records are split into contiguous runs,
+    /// one per generator, generated side by side with single-threaded kernels, so the answers are the same
+    /// whatever the thread count.
+    static func answers(_ generators: [Generator], dataset: Dataset, records n: Int) throws
+        -> [(kind: RecordKind, prompt: [Int32], said: String, truth: String)?] {
+        let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
+        let threads = Parallel.threads
+        Parallel.setThreads(1)
+        defer { Parallel.setThreads(threads) }
+        // A dataset reads through its own cache, so each generator reads its own.
+        let readers = try [dataset] + (1 ..< generators.count).map { _ in try Dataset(dataset.directory) }
+        var results = [(kind: RecordKind, prompt: [Int32], said: String, truth: String)?](repeating: nil, count: n)
+        var failures = [Error?](repeating: nil, count: generators.count)
+        results.withUnsafeMutableBufferPointer { out in
+            failures.withUnsafeMutableBufferPointer { failed in
+                DispatchQueue.concurrentPerform(iterations: generators.count) { g in
+                    do {
+                        for i in (g * n / generators.count) ..< ((g + 1) * n / generators.count) {
+                            let record = try readers[g].record(i)
+                            guard let (prompt, images, reference) = split(record, queries: dataset.index.imageQueries, side: dataset.index.imageSide,
+                                                                          stop: stop) else { continue }
+                            // Room past the reference for an answer in steps that lists more objects than it (three
+                            // objects where the reference has none: up to 92 more bytes), so that its final answer is read.
+                            let answer = try generators[g].generate(prompt: prompt, images: images, maxTokens: reference.count + 96, stop: stop)
+                            out[i] = (record.kind, prompt, tokenizer.render(answer.filter { !stop.contains($0) }), tokenizer.render(reference))
+                        }
+                    } catch {
+                        failed[g] = error
+                    }
+                }
+            }
+        }
+        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+        return results
     }
 
     /// The final answer of an answer given in steps: the text after its last ". " (all of it when there is none).

@@ -153,6 +153,17 @@ final class EvalCLITests: XCTestCase {
             }
         }
         XCTAssertEqual(eval.output.components(separatedBy: "wrong answers:").count - 1, scores.filter { !($0["misses"] as? [String] ?? []).isEmpty }.count)
+        // Generated on two cores side by side, the answers and scores are those of one core.
+        let json2 = root.appendingPathComponent("scores-2.json").path
+        let eval2 = try CLI.run(["eval", checkpoint, "--data", root.appendingPathComponent("data/vqa/eval").path,
+                                 "--data", root.appendingPathComponent("data/captions/eval").path, "--data", root.appendingPathComponent("data/instruct/eval").path,
+                                 "--limit", "4", "--length", "48", "--json", json2, "--misses", "2", "--threads", "2"])
+        XCTAssertEqual(eval2.status, 0, eval2.error)
+        let scores2 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json2))) as! [[String: Any]]
+        XCTAssertEqual(scores2.count, scores.count)
+        for (one, two) in zip(scores, scores2) {
+            XCTAssertEqual(NSDictionary(dictionary: one.filter { $0.key != "loss" }), NSDictionary(dictionary: two.filter { $0.key != "loss" }))
+        }
         let image = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/images/photo.jpg").path
         let cached = try CLI.run(["generate", checkpoint, "--image", image, "--prompt", "What color is the circle?", "--max-tokens", "12"])
         XCTAssertEqual(cached.status, 0, cached.error)
