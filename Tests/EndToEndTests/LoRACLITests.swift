@@ -129,9 +129,10 @@ final class EvalCLITests: XCTestCase {
         XCTAssertEqual(try CLI.run(["pretrain", root.appendingPathComponent("recipe.json").path]).status, 0)
         let checkpoint = root.appendingPathComponent("run/step-0000006.h5").path
         let json = root.appendingPathComponent("scores.json").path
-        let eval = try CLI.run(["eval", checkpoint, "--data", root.appendingPathComponent("data/vqa/eval").path,
-                                "--data", root.appendingPathComponent("data/captions/eval").path, "--data", root.appendingPathComponent("data/instruct/eval").path,
-                                "--limit", "4", "--length", "48", "--json", json, "--misses", "2", "--threads", "1"])
+        let evalArguments = ["eval", checkpoint, "--data", root.appendingPathComponent("data/vqa/eval").path,
+                             "--data", root.appendingPathComponent("data/captions/eval").path, "--data", root.appendingPathComponent("data/instruct/eval").path,
+                             "--limit", "4", "--length", "48", "--misses", "2"]
+        let eval = try CLI.run(evalArguments + ["--json", json, "--threads", "1"])
         XCTAssertEqual(eval.status, 0, eval.error)
         XCTAssert(eval.output.contains("VQA exact match"), eval.output)
         XCTAssert(eval.output.contains("caption attribute accuracy"), eval.output)
@@ -155,9 +156,7 @@ final class EvalCLITests: XCTestCase {
         XCTAssertEqual(eval.output.components(separatedBy: "wrong answers:").count - 1, scores.filter { !($0["misses"] as? [String] ?? []).isEmpty }.count)
         // Generated on two cores side by side, the answers and scores are those of one core.
         let json2 = root.appendingPathComponent("scores-2.json").path
-        let eval2 = try CLI.run(["eval", checkpoint, "--data", root.appendingPathComponent("data/vqa/eval").path,
-                                 "--data", root.appendingPathComponent("data/captions/eval").path, "--data", root.appendingPathComponent("data/instruct/eval").path,
-                                 "--limit", "4", "--length", "48", "--json", json2, "--misses", "2", "--threads", "2"])
+        let eval2 = try CLI.run(evalArguments + ["--json", json2, "--threads", "2"])
         XCTAssertEqual(eval2.status, 0, eval2.error)
         let scores2 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json2))) as! [[String: Any]]
         XCTAssertEqual(scores2.count, scores.count)
