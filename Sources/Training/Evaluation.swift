@@ -64,7 +64,8 @@ public enum Evaluation {
 
     public static func run(model: XComposer, datasets: [(name: String, dataset: Dataset)], limit: Int, sequenceLength: Int, batchSize: Int = 8,
                            misses missLimit: Int = 0) throws -> [Score] {
-        let generators = (0 ..< Parallel.threads).map { _ in Generator(model: model) }
+        let first = Generator(model: model)   // merges any adapters, once; the others share its weights
+        let generators = [first] + (1 ..< Parallel.threads).map { _ in Generator(model: first.model) }
         var scores: [Score] = []
         for (name, dataset) in datasets {
             let n = min(limit, dataset.count)
