@@ -64,8 +64,8 @@ public enum Evaluation {
 
     public static func run(model: XComposer, datasets: [(name: String, dataset: Dataset)], limit: Int, sequenceLength: Int, batchSize: Int = 8,
                            misses missLimit: Int = 0) throws -> [Score] {
-        let first = Generator(model: model)   // merges any adapters, once; the others share its weights
-        let generators = [first] + (1 ..< Parallel.threads).map { _ in Generator(model: first.model) }
+        let merging = Generator(model: model)   // merges any adapters, once; the others share its weights
+        let generators = [merging] + (1 ..< Parallel.threads).map { _ in Generator(model: merging.model) }
         var scores: [Score] = []
         for (name, dataset) in datasets {
             let n = min(limit, dataset.count)
@@ -125,24 +125,24 @@ public enum Evaluation {
     }
 
     /// Each of the first `records` records' kind, prompt, greedy answer and reference (rendered, without
-    /// the stop token); nil for a record without a loss target. The records are split into contiguous runs,
-    /// one per generator, generated side by side with single-threaded kernels, so the answers are the same
+    /// the stop token); nil for a record without a loss target. The records are split into contiguous runs
+    /// (`Parallel.partition`), one per generator, generated side by side with single-threaded kernels, so the answers are the same
     /// whatever the thread count.
     static func answers(_ generators: [Generator], dataset: Dataset, records n: Int) throws
         -> [(kind: RecordKind, prompt: [Int32], said: String, truth: String)?] {
         let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
-        let threads = Parallel.threads
+        let threads = Parallel.threads, runs = Parallel.partition(n)
         Parallel.setThreads(1)
         defer { Parallel.setThreads(threads) }
         // A dataset reads through its own cache, so each generator reads its own.
-        let readers = try [dataset] + (1 ..< generators.count).map { _ in try Dataset(dataset.directory) }
+        let readers = try [dataset] + runs.dropFirst().map { _ in try Dataset(dataset.directory) }
         var results = [(kind: RecordKind, prompt: [Int32], said: String, truth: String)?](repeating: nil, count: n)
-        var failures = [Error?](repeating: nil, count: generators.count)
+        var failures = [Error?](repeating: nil, count: runs.count)
         results.withUnsafeMutableBufferPointer { out in
             failures.withUnsafeMutableBufferPointer { failed in
-                DispatchQueue.concurrentPerform(iterations: generators.count) { g in
+                DispatchQueue.concurrentPerform(iterations: runs.count) { g in
                     do {
-                        for i in (g * n / generators.count) ..< ((g + 1) * n / generators.count) {
+                        for i in runs[g] {
                             let record = try readers[g].record(i)
                             guard let (prompt, images, reference) = split(record, queries: dataset.index.imageQueries, side: dataset.index.imageSide,
                                                                           stop: stop) else { continue }
