@@ -88,19 +88,23 @@ public struct ShapesScene: Equatable, Sendable {
             .joined(separator: " and ") + "."
     }
 
-    /// "red: at the top left a square and at the bottom right a circle." or "red: none.": where the scene's
-    /// objects of `color` are and the shape of each, in reading order. The first step of a reasoned answer.
+    /// "red: at the top left a square, at the bottom right not red.": each of the scene's objects in reading
+    /// order, by its place, then its shape if it has `color` or "not red" if not. The first step of a
+    /// reasoned answer: every object is read at a named place, as captions read them, instead of found by
+    /// a search for the colour (Recipes/EXPERIMENTS.md).
     func objects(colored color: Color) -> String {
-        let named = objects.filter { $0.color == color }.map { "at the \(ShapesScene.positions[$0.position]) a \($0.shape.rawValue)" }
-        return "\(color.rawValue): \(named.isEmpty ? "none" : named.joined(separator: " and "))."
+        let checked = objects.map { o in
+            "at the \(ShapesScene.positions[o.position]) " + (o.color == color ? "a \(o.shape.rawValue)" : "not \(color.rawValue)")
+        }
+        return "\(color.rawValue): \(checked.joined(separator: ", "))."
     }
 
-    /// "Is there a red circle?" and its reasoned answer, "red: at the top left a square. no": the objects of
-    /// the colour asked (`objects(colored:)`), then "yes" or "no". For `variant` 0-2 the object asked is `o`
-    /// itself, for 3-5 a near miss: a colour the scene lacks, `o`'s colour with another shape, or `o`'s
-    /// shape in another colour, the one of those `choice` picks. The words asked then say nothing of the
-    /// answer; only the image does. The first step reads the image at the places of one colour, a lookup the
-    /// model learns; answering "yes" or "no" at once needs colour and shape bound in one search, which the
+    /// "Is there a red circle?" and its reasoned answer, "red: at the top left a square, at the bottom right
+    /// not red. no": each object checked for the colour asked (`objects(colored:)`), then "yes" or "no".
+    /// For `variant` 0-2 the object asked is `o` itself, for 3-5 a near miss: a colour the scene lacks,
+    /// `o`'s colour with another shape, or `o`'s shape in another colour, the one of those `choice` picks.
+    /// The words asked then say nothing of the answer; only the image does. The first step reads the image
+    /// place by place; answering "yes" or "no" at once needs colour and shape bound in one search, which the
     /// bundled pipeline does not learn (Recipes/EXPERIMENTS.md).
     func presenceQuestion(about o: Object, variant: Int, choice: Int) -> (question: String, answer: String) {
         var (color, shape) = (o.color, o.shape)
@@ -169,10 +173,10 @@ public enum ShapesDataset {
     /// The tasks, their sizes (records in train and eval) and formats.
     public static let tasks = [
         Task(name: "captions", train: 12000, eval: 400, format: 2),
-        Task(name: "vqa", train: 12000, eval: 2000, format: 3),
-        Task(name: "instruct", train: 4000, eval: 200, format: 4),
+        Task(name: "vqa", train: 12000, eval: 2000, format: 4),
+        Task(name: "instruct", train: 4000, eval: 200, format: 5),
         Task(name: "selection", train: 6000, eval: 1500),
-        Task(name: "text", train: 6000, eval: 200, format: 4),
+        Task(name: "text", train: 6000, eval: 200, format: 5),
     ]
 
     /// The shapes world's BPE tokenizer (`data synth shapes --tokenizer bpe`; the byte tokenizer is the

@@ -25,10 +25,10 @@ public struct LossesBySource {
 /// captions, and conversations whose first answer is a description ("Describe the image."), are scored by
 /// attribute (the shapes world's colour, shape, size, position and count words), other conversations by
 /// exact match of the first answer (VQA), interleaved documents by exact match of the answer (image
-/// selection). An answer given in steps ("red: at the top left a square. no") is scored by its final
-/// answer, the text after its last ". ", and also counted as a whole. Answers are generated greedily from
-/// the prompt: the record up to its first loss target. Chance levels are those of guessing uniformly among
-/// the shapes world's final answers.
+/// selection). An answer given in steps ("red: at the top left a square, at the top right not red. no") is
+/// scored by its final answer, the text after its last ". ", and also counted as a whole. Answers are
+/// generated greedily from the prompt: the record up to its first loss target. Chance levels are those of
+/// guessing uniformly among the shapes world's final answers.
 public enum Evaluation {
     public struct Score: Codable, Sendable {
         public let dataset: String

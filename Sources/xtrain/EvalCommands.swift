@@ -8,7 +8,7 @@ import Training
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Held-out loss and task metrics (VQA exact match, caption attributes, image selection) of a checkpoint, beside chance and the commonest answer's score.",
-        discussion: "Answers are generated greedily from each record's prompt; an answer in steps (\"red: at the top left a square. no\") is scored by its final answer, after the last \". \", and also counted as a whole. Example: xtrain eval Checkpoints/instruct/step-0000150.h5 --data Data/shapes/vqa/eval --data Data/shapes/captions/eval"
+        discussion: "Answers are generated greedily from each record's prompt; an answer in steps (\"red: at the top left a square, at the top right not red. no\") is scored by its final answer, after the last \". \", and also counted as a whole. Example: xtrain eval Checkpoints/instruct/step-0000150.h5 --data Data/shapes/vqa/eval --data Data/shapes/captions/eval"
     )
 
     @Argument(help: "A checkpoint.")

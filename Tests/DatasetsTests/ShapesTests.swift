@@ -46,8 +46,8 @@ final class ShapesTests: XCTestCase {
         XCTAssertGreaterThan(asked, 20)
     }
 
-    /// A VQA presence question ("Is there a red circle?") is answered by its scene in two steps, the objects
-    /// of the colour asked and then "yes" for about half, so that the words asked do not tell the answer;
+    /// A VQA presence question ("Is there a red circle?") is answered by its scene in two steps, each object
+    /// checked for the colour asked and then "yes" for about half, so that the words asked do not tell the answer;
     /// most "no"s are near misses of an object there.
     func testPresenceQuestionsAreAnsweredByTheScene() throws {
         let stream = RandomStream(seed: 9, stream: 5)
@@ -61,9 +61,8 @@ final class ShapesTests: XCTestCase {
             let answer = String(text.drop { $0 != "?" }.dropFirst("?<eou>\n<|Bot|>: ".count).prefix { $0 != "<" })
             let scene = ShapesScene(stream, i)
             let present = scene.objects.contains { $0.color.rawValue == words[0] && $0.shape.rawValue == words[1] }
-            let colored = scene.objects.filter { $0.color.rawValue == words[0] }
-                .map { "at the \(ShapesScene.positions[$0.position]) a \($0.shape.rawValue)" }.joined(separator: " and ")
-            XCTAssertEqual(answer, "\(words[0]): \(colored.isEmpty ? "none" : colored). \(present ? "yes" : "no")", text)
+            let checked = scene.objects.map { "at the \(ShapesScene.positions[$0.position]) " + ($0.color.rawValue == words[0] ? "a \($0.shape.rawValue)" : "not \(words[0])") }
+            XCTAssertEqual(answer, "\(words[0]): \(checked.joined(separator: ", ")). \(present ? "yes" : "no")", text)
             asked += 1
             if present { yes += 1 } else if scene.objects.contains(where: { $0.color.rawValue == words[0] || $0.shape.rawValue == words[1] }) { nearMisses += 1 }
         }
@@ -72,8 +71,8 @@ final class ShapesTests: XCTestCase {
         XCTAssertGreaterThan(Double(nearMisses) / Double(asked - yes), 0.5)
     }
 
-    /// "Where is the red circle?" is answered in two steps: the red objects in reading order, then the place
-    /// of the one asked.
+    /// "Where is the red circle?" is answered in two steps: each object in reading order checked for red,
+    /// then the place of the one asked.
     func testWhereQuestionsListTheColourThenThePlace() throws {
         let scene = ShapesScene(RandomStream(seed: 9, stream: 5), 3)
         var asked = 0
@@ -81,10 +80,9 @@ final class ShapesTests: XCTestCase {
             let (question, answer) = scene.question(pick)
             guard question.hasPrefix("Where is the ") else { continue }
             let words = question.dropFirst("Where is the ".count).dropLast().split(separator: " ").map(String.init)
-            let colored = scene.objects.filter { $0.color.rawValue == words[0] }
-            let place = ShapesScene.positions[colored.first { $0.shape.rawValue == words[1] }!.position]
-            let steps = colored.map { "at the \(ShapesScene.positions[$0.position]) a \($0.shape.rawValue)" }.joined(separator: " and ")
-            XCTAssertEqual(answer, "\(words[0]): \(steps). \(place)")
+            let place = ShapesScene.positions[scene.objects.first { $0.color.rawValue == words[0] && $0.shape.rawValue == words[1] }!.position]
+            let steps = scene.objects.map { "at the \(ShapesScene.positions[$0.position]) " + ($0.color.rawValue == words[0] ? "a \($0.shape.rawValue)" : "not \(words[0])") }
+            XCTAssertEqual(answer, "\(words[0]): \(steps.joined(separator: ", ")). \(place)")
             asked += 1
         }
         XCTAssertGreaterThan(asked, 20)
