@@ -92,7 +92,7 @@ public struct ShapesScene: Equatable, Sendable {
     /// order, by its place, then its shape if it has `color` or "not red" if not. The first step of a
     /// reasoned answer: every object is read at a named place, as captions read them, instead of found by
     /// a search for the colour (Recipes/EXPERIMENTS.md).
-    func objects(colored color: Color) -> String {
+    func objects(checkedFor color: Color) -> String {
         let checked = objects.map { o in
             "at the \(ShapesScene.positions[o.position]) " + (o.color == color ? "a \(o.shape.rawValue)" : "not \(color.rawValue)")
         }
@@ -100,7 +100,7 @@ public struct ShapesScene: Equatable, Sendable {
     }
 
     /// "Is there a red circle?" and its reasoned answer, "red: at the top left a square, at the bottom right
-    /// not red. no": each object checked for the colour asked (`objects(colored:)`), then "yes" or "no".
+    /// not red. no": each object checked for the colour asked (`objects(checkedFor:)`), then "yes" or "no".
     /// For `variant` 0-2 the object asked is `o` itself, for 3-5 a near miss: a colour the scene lacks,
     /// `o`'s colour with another shape, or `o`'s shape in another colour, the one of those `choice` picks.
     /// The words asked then say nothing of the answer; only the image does. The first step reads the image
@@ -118,7 +118,7 @@ public struct ShapesScene: Equatable, Sendable {
         default: break
         }
         let present = objects.contains { $0.color == color && $0.shape == shape }
-        return ("Is there a \(color.rawValue) \(shape.rawValue)?", "\(objects(colored: color)) \(present ? "yes" : "no")")
+        return ("Is there a \(color.rawValue) \(shape.rawValue)?", "\(objects(checkedFor: color)) \(present ? "yes" : "no")")
     }
 
     /// A question about the scene and its answer, chosen by `pick`: one or two words, except that "Is
@@ -134,7 +134,7 @@ public struct ShapesScene: Equatable, Sendable {
         case 2:
             return presenceQuestion(about: o, variant: (pick / 7) % 6, choice: pick / 42)
         case 3:
-            return ("Where is the \(o.color.rawValue) \(o.shape.rawValue)?", "\(objects(colored: o.color)) \(ShapesScene.positions[o.position])")
+            return ("Where is the \(o.color.rawValue) \(o.shape.rawValue)?", "\(objects(checkedFor: o.color)) \(ShapesScene.positions[o.position])")
         default:
             let q = (pick / 13) % 4
             let there = objects.first { $0.position == q }

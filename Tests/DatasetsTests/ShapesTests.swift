@@ -47,8 +47,8 @@ final class ShapesTests: XCTestCase {
     }
 
     /// A VQA presence question ("Is there a red circle?") is answered by its scene in two steps, each object
-    /// checked for the colour asked and then "yes" for about half, so that the words asked do not tell the answer;
-    /// most "no"s are near misses of an object there.
+    /// checked for the colour asked and then "yes" for about half, so that the words asked do not tell the
+    /// answer; most "no"s are near misses of an object there.
     func testPresenceQuestionsAreAnsweredByTheScene() throws {
         let stream = RandomStream(seed: 9, stream: 5)
         var asked = 0, yes = 0, nearMisses = 0
@@ -61,8 +61,7 @@ final class ShapesTests: XCTestCase {
             let answer = String(text.drop { $0 != "?" }.dropFirst("?<eou>\n<|Bot|>: ".count).prefix { $0 != "<" })
             let scene = ShapesScene(stream, i)
             let present = scene.objects.contains { $0.color.rawValue == words[0] && $0.shape.rawValue == words[1] }
-            let checked = scene.objects.map { "at the \(ShapesScene.positions[$0.position]) " + ($0.color.rawValue == words[0] ? "a \($0.shape.rawValue)" : "not \(words[0])") }
-            XCTAssertEqual(answer, "\(words[0]): \(checked.joined(separator: ", ")). \(present ? "yes" : "no")", text)
+            XCTAssertEqual(answer, "\(words[0]): \(checked(scene, words[0])). \(present ? "yes" : "no")", text)
             asked += 1
             if present { yes += 1 } else if scene.objects.contains(where: { $0.color.rawValue == words[0] || $0.shape.rawValue == words[1] }) { nearMisses += 1 }
         }
@@ -71,9 +70,16 @@ final class ShapesTests: XCTestCase {
         XCTAssertGreaterThan(Double(nearMisses) / Double(asked - yes), 0.5)
     }
 
+    /// The first step of an answer about `color`, spelled out here: each object of `scene` at its place,
+    /// then its shape if it has the colour or "not <color>".
+    private func checked(_ scene: ShapesScene, _ color: String) -> String {
+        scene.objects.map { "at the \(ShapesScene.positions[$0.position]) " + ($0.color.rawValue == color ? "a \($0.shape.rawValue)" : "not \(color)") }
+            .joined(separator: ", ")
+    }
+
     /// "Where is the red circle?" is answered in two steps: each object in reading order checked for red,
     /// then the place of the one asked.
-    func testWhereQuestionsListTheColourThenThePlace() throws {
+    func testWhereQuestionsCheckEachObjectThenNameThePlace() throws {
         let scene = ShapesScene(RandomStream(seed: 9, stream: 5), 3)
         var asked = 0
         for pick in 0 ..< 200 {
@@ -81,8 +87,7 @@ final class ShapesTests: XCTestCase {
             guard question.hasPrefix("Where is the ") else { continue }
             let words = question.dropFirst("Where is the ".count).dropLast().split(separator: " ").map(String.init)
             let place = ShapesScene.positions[scene.objects.first { $0.color.rawValue == words[0] && $0.shape.rawValue == words[1] }!.position]
-            let steps = scene.objects.map { "at the \(ShapesScene.positions[$0.position]) " + ($0.color.rawValue == words[0] ? "a \($0.shape.rawValue)" : "not \(words[0])") }
-            XCTAssertEqual(answer, "\(words[0]): \(steps.joined(separator: ", ")). \(place)")
+            XCTAssertEqual(answer, "\(words[0]): \(checked(scene, words[0])). \(place)")
             asked += 1
         }
         XCTAssertGreaterThan(asked, 20)
