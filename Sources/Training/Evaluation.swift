@@ -126,8 +126,8 @@ public enum Evaluation {
 
     /// Each of the first `records` records' kind, prompt, greedy answer and reference (rendered, without
     /// the stop token); nil for a record without a loss target. The records are split into contiguous runs
-    /// (`Parallel.partition`), one per generator, generated side by side with single-threaded kernels, so the answers are the same
-    /// whatever the thread count.
+    /// (`Parallel.partition`), one per generator, generated side by side with single-threaded kernels, so
+    /// the answers are the same whatever the thread count.
     static func answers(_ generators: [Generator], dataset: Dataset, records n: Int) throws
         -> [(kind: RecordKind, prompt: [Int32], said: String, truth: String)?] {
         let tokenizer = dataset.tokenizer, stop: Set<Int32> = [tokenizer.id(.eos), tokenizer.id(.endOfBot)]
@@ -146,8 +146,8 @@ public enum Evaluation {
                             let record = try readers[g].record(i)
                             guard let (prompt, images, reference) = split(record, queries: dataset.index.imageQueries, side: dataset.index.imageSide,
                                                                           stop: stop) else { continue }
-                            // Room past the reference for an answer in steps that lists more objects than it (three
-                            // objects where the reference has none: up to 92 more bytes), so that its final answer is read.
+                            // Room past the reference for an answer in steps that lists more objects than the scene
+                            // has (three more entries of up to 32 bytes), so that its final answer is read.
                             let answer = try generators[g].generate(prompt: prompt, images: images, maxTokens: reference.count + 96, stop: stop)
                             out[i] = (record.kind, prompt, tokenizer.render(answer.filter { !stop.contains($0) }), tokenizer.render(reference))
                         }
