@@ -398,30 +398,46 @@ static void packed_gemm(int kernel, int trans_a, int trans_b, int m, int n, int 
 // ---------------------------------------------------------------------------------------------------
 // Portable path: operands rounded into float32 copies, then sgemm.
 
+/// Round to nearest even, without a branch so that loops over it vectorize; NaN stays NaN.
+static inline uint32_t round_bits(uint32_t u) {
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    return (u & 0x7fffffffu) > 0x7f800000u ? u : rounded;
+}
+
 float xt_round_bf16(float x) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return x;   // NaN stays NaN
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    u = round_bits(u);
     memcpy(&x, &u, sizeof x);
     return x;
 }
 
-/// dst (rows, cols) row-major = op(src) rounded to bf16, op(src) being src or its transpose.
-static void round_copy(int trans, int rows, int cols, const float *src, int ld, float *dst) {
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++)
-            dst[(size_t)r * cols + c] = xt_round_bf16(trans ? src[(size_t)c * ld + r] : src[(size_t)r * ld + c]);
+/// dst (rows, cols), rows packed = src (rows, cols) with row stride ld, rounded to bf16. The layout is
+/// kept as stored (sgemm reads the copy with the caller's transposes): reading along rows, in order.
+static void round_copy(int rows, int cols, const float *src, int ld, float *dst) {
+    for (int r = 0; r < rows; r++) {
+        const float *from = src + (size_t)r * ld;
+        float *to = dst + (size_t)r * cols;
+        for (int c = 0; c < cols; c++) {
+            uint32_t u;
+            memcpy(&u, from + c, sizeof u);
+            u = round_bits(u);
+            memcpy(to + c, &u, sizeof u);
+        }
+    }
 }
 
 static void portable_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                           const float *b, int ldb, float beta, float *c, int ldc) {
     Scratch *scratch = thread_scratch();
+    // As stored: A is (m, k), or (k, m) when transposed; B is (k, n), or (n, k).
+    int a_rows = trans_a ? k : m, a_cols = trans_a ? m : k, b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
     float *ra = reserve(&scratch->a, (size_t)m * k * sizeof(float));
     float *rb = reserve(&scratch->b, (size_t)k * n * sizeof(float));
-    round_copy(trans_a, m, k, a, lda, ra);
-    round_copy(trans_b, k, n, b, ldb, rb);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, ra, k, rb, n, beta, c, ldc);
+    round_copy(a_rows, a_cols, a, lda, ra);
+    round_copy(b_rows, b_cols, b, ldb, rb);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                alpha, ra, a_cols, rb, b_cols, beta, c, ldc);
 }
 
 /// The kernel asked for, or the best one this CPU has if that is slower (the portable one for anything
