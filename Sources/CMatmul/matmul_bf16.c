@@ -412,8 +412,8 @@ float xt_round_bf16(float x) {
     return x;
 }
 
-/// dst (rows, cols), rows packed = src (rows, cols) with row stride ld, rounded to bf16. The layout is
-/// kept as stored (sgemm reads the copy with the caller's transposes): reading along rows, in order.
+/// src (rows, cols), row stride ld, rounded to bf16 into dst with its rows packed. The copy keeps the
+/// layout as stored, and sgemm applies the caller's transposes to it, so src is read row by row, in order.
 static void round_copy(int rows, int cols, const float *src, int ld, float *dst) {
     for (int r = 0; r < rows; r++) {
         const float *from = src + (size_t)r * ld;
